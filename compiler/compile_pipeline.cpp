@@ -1,0 +1,198 @@
+#include "compiler/compile_pipeline.h"
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <future>
+#include <mutex>
+
+#include "artifact_format.h"
+#include "compiler/hf_config.h"
+#include "compiler/safetensors_reader.h"
+#include "compiler/tp_partition.h"
+#include "compiler/weight_convert.h"
+#include "core/checksum.h"
+#include "core/parallel.h"
+#include "core/progress.h"
+
+namespace qw {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Output is produced in chunks of whole rows of about this size: large enough for
+// sequential I/O, small enough to keep peak RSS far under the model size.
+constexpr uint64_t kChunkBytes = uint64_t(64) << 20;
+
+std::string dtype_flag(DType d) { return d == DType::BF16 ? "bf16" : "fp16"; }
+
+// Files whose bytes determine the artifact, hashed for provenance in background threads
+// so hashing overlaps the conversion.
+std::vector<std::string> provenance_files(const std::string& dir, const Checkpoint& ckpt) {
+  std::vector<std::string> names = {"config.json", "generation_config.json",
+                                    "model.safetensors.index.json", "tokenizer.json",
+                                    "tokenizer_config.json", "chat_template.jinja"};
+  std::vector<std::string> out;
+  for (const auto& n : names)
+    if (fs::exists(fs::path(dir) / n)) out.push_back(n);
+  for (const auto& p : ckpt.shard_paths()) out.push_back(fs::path(p).filename().string());
+  return out;
+}
+
+class TensorEmitter {
+ public:
+  TensorEmitter(const Checkpoint& ckpt, ArtifactWriter& w, DType dtype, unsigned threads,
+                ConversionStats& stats)
+      : ckpt_(ckpt), w_(w), dtype_(dtype), threads_(threads), stats_(stats) {}
+
+  Status emit(const OutputTensorPlan& t, int rank, uint32_t section, ProgressBar& bar,
+              uint64_t& bytes_read) {
+    QW_ASSIGN_OR_RETURN(uint64_t offset, w_.align(kTensorAlignment));
+    const uint64_t esize = dtype_size(dtype_);
+    const uint64_t row_bytes = uint64_t(t.row_elems()) * esize;
+    for (const SourceSlice& p : t.pieces) {
+      QW_ASSIGN_OR_RETURN(const SafetensorInfo* src, ckpt_.find(p.source));
+      const uint64_t src_cols = src->shape.size() < 2 ? 1 : uint64_t(src->shape[1]);
+      const uint64_t src_esize = dtype_size(src->dtype);
+      const int64_t rows_per_chunk = std::max<int64_t>(1, int64_t(kChunkBytes / row_bytes));
+      for (int64_t r0 = 0; r0 < p.row_count; r0 += rows_per_chunk) {
+        const int64_t nr = std::min(rows_per_chunk, p.row_count - r0);
+        buf_.resize(size_t(nr) * row_bytes);
+        const uint64_t over_before = stats_.overflows.load();
+        Status st = Status::Ok();
+        std::mutex mu;
+        parallel_for(nr, threads_, [&](int64_t b, int64_t e) {
+          for (int64_t r = b; r < e; ++r) {
+            const uint8_t* s = src->data + (uint64_t(p.row_begin + r0 + r) * src_cols +
+                                            uint64_t(p.col_begin)) * src_esize;
+            Status rs = convert_elements(s, src->dtype, buf_.data() + uint64_t(r) * row_bytes,
+                                         dtype_, uint64_t(p.col_count), stats_);
+            if (!rs.ok()) {
+              std::lock_guard<std::mutex> lock(mu);
+              st = rs;
+            }
+          }
+        });
+        if (!st.ok()) return st.context("tensor " + p.source);
+        if (stats_.overflows.load() != over_before)
+          return Status::Error("tensor " + p.source + " has values beyond the fp16 range (±65504); "
+                               "compile with --dtype bf16");
+        QW_RETURN_IF_ERROR(w_.write(buf_));
+        bytes_read += uint64_t(nr) * uint64_t(p.col_count) * src_esize;
+        bar.advance(buf_.size());
+      }
+      ckpt_.release(*src);
+    }
+    if (t.zero_rows > 0) {
+      buf_.assign(size_t(t.zero_rows) * row_bytes, 0);
+      QW_RETURN_IF_ERROR(w_.write(buf_));
+    }
+    const uint64_t size = uint64_t(t.rows()) * row_bytes;
+    if (w_.section_offset() - offset != size)
+      return Status::Error("internal: tensor " + t.name + " wrote the wrong number of bytes");
+    w_.add_tensor({t.name, dtype_, t.shape, rank, section, offset, size, t.layout, t.tp_split});
+    return Status::Ok();
+  }
+
+ private:
+  const Checkpoint& ckpt_;
+  ArtifactWriter& w_;
+  DType dtype_;
+  unsigned threads_;
+  ConversionStats& stats_;
+  std::vector<uint8_t> buf_;
+};
+
+}  // namespace
+
+std::string normalized_command_line(const CompileOptions& o) {
+  std::string s = "qwc compile CHECKPOINT --dtype " + dtype_flag(o.dtype) + " --tp " +
+                  std::to_string(o.tp);
+  if (!o.archs.empty()) {
+    s += " --arch ";
+    for (size_t i = 0; i < o.archs.size(); ++i) s += (i ? "," : "") + o.archs[i];
+  }
+  return s;
+}
+
+Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (o.dtype != DType::F16 && o.dtype != DType::BF16)
+    return Status::Error("--dtype must be fp16 or bf16");
+  QW_ASSIGN_OR_RETURN(ModelConfig config, read_hf_config(o.checkpoint_dir));
+  QW_ASSIGN_OR_RETURN(GenerationDefaults gen, read_generation_config(o.checkpoint_dir, config));
+  QW_ASSIGN_OR_RETURN(TpPlan plan, make_tp_plan(config, o.tp));
+  QW_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::open(o.checkpoint_dir));
+  QW_ASSIGN_OR_RETURN(auto ranks, plan_partition(config, plan, ckpt));
+  std::vector<uint8_t> tokenizer;
+  if (o.tokenizer_builder) {
+    QW_ASSIGN_OR_RETURN(tokenizer, o.tokenizer_builder(o.checkpoint_dir));
+  }
+  KernelBundle kernels;
+  if (o.kernel_builder && !o.archs.empty()) {
+    QW_ASSIGN_OR_RETURN(kernels, o.kernel_builder(config, plan, o.dtype, o.archs));
+  }
+
+  // Hash the sources while converting (the hashing threads also warm the page cache).
+  const auto files = provenance_files(o.checkpoint_dir, ckpt);
+  std::vector<std::future<Expected<std::string>>> hashes;
+  for (const auto& f : files)
+    hashes.push_back(std::async(std::launch::async, [p = (fs::path(o.checkpoint_dir) / f).string()] {
+      return sha256_file(p);
+    }));
+
+  uint64_t total = 0;
+  for (const auto& r : ranks)
+    for (const auto& t : r) total += uint64_t(t.rows()) * uint64_t(t.row_elems()) * dtype_size(o.dtype);
+
+  QW_ASSIGN_OR_RETURN(ArtifactWriter w, ArtifactWriter::create(o.output));
+  ConversionStats stats;
+  CompileReport report;
+  const unsigned threads = o.threads ? o.threads : default_threads();
+  TensorEmitter emitter(ckpt, w, o.dtype, threads, stats);
+  {
+    ProgressBar bar("compile", total);
+    for (size_t r = 0; r < ranks.size(); ++r) {
+      QW_ASSIGN_OR_RETURN(uint32_t sec, w.begin_section("weights.rank" + std::to_string(r),
+                                                        fb::SectionKind::Weights, int(r)));
+      for (const auto& t : ranks[r]) {
+        if (o.cancel && o.cancel->load()) return Status::Error("interrupted");
+        QW_RETURN_IF_ERROR(emitter.emit(t, int(r), sec, bar, report.bytes_read));
+      }
+      QW_RETURN_IF_ERROR(w.end_section());
+    }
+    bar.finish();
+  }
+  if (!tokenizer.empty()) {
+    QW_RETURN_IF_ERROR(w.add_compressed_section("tokenizer", fb::SectionKind::Tokenizer, tokenizer).status());
+  }
+  if (!kernels.blob.empty()) {
+    QW_RETURN_IF_ERROR(w.add_compressed_section("kernels", fb::SectionKind::Kernels, kernels.blob).status());
+  }
+
+  ArtifactMetadata meta;
+  meta.config = config;
+  meta.generation = gen;
+  meta.weight_dtype = o.dtype;
+  meta.tp_size = o.tp;
+  meta.target_archs = o.archs;
+  meta.compiler_version = o.compiler_version;
+  meta.command_line = normalized_command_line(o);
+  meta.kernels = kernels.images;
+  for (size_t i = 0; i < files.size(); ++i) {
+    QW_ASSIGN_OR_RETURN(std::string sha, hashes[i].get());
+    meta.sources.push_back(
+        {files[i], uint64_t(fs::file_size(fs::path(o.checkpoint_dir) / files[i])), sha});
+  }
+  QW_RETURN_IF_ERROR(w.finish(meta));
+
+  report.bytes_written = fs::file_size(o.output);
+  report.elements = stats.elements;
+  report.underflows = stats.underflows;
+  report.overflows = stats.overflows;
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return report;
+}
+
+}  // namespace qw

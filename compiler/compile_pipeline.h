@@ -1,0 +1,51 @@
+// qwc compile: HF checkpoint directory -> one .qwart.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "compiler/artifact_writer.h"
+#include "core/dtype.h"
+#include "core/model_config.h"
+#include "core/status.h"
+
+namespace qw {
+
+struct KernelBundle {
+  std::vector<uint8_t> blob;  // stored zstd-compressed as the Kernels section
+  std::vector<KernelImageRecord> images;
+};
+
+struct CompileOptions {
+  std::string checkpoint_dir;
+  std::string output;
+  DType dtype = DType::F16;
+  int tp = 1;
+  std::vector<std::string> archs;
+  unsigned threads = 0;  // 0 = all cores
+  const std::atomic<bool>* cancel = nullptr;
+  // Builds the tokenizer section from the checkpoint dir; null = no tokenizer section.
+  std::function<Expected<std::vector<uint8_t>>(const std::string& dir)> tokenizer_builder;
+  // Compiles kernels for the model; null or empty archs = no kernel section.
+  std::function<Expected<KernelBundle>(const ModelConfig&, const TpPlan&, DType,
+                                       const std::vector<std::string>&)>
+      kernel_builder;
+  std::string compiler_version;
+};
+
+struct CompileReport {
+  uint64_t bytes_read = 0;
+  uint64_t bytes_written = 0;
+  uint64_t elements = 0;
+  uint64_t underflows = 0;
+  uint64_t overflows = 0;
+  double seconds = 0;
+};
+
+Expected<CompileReport> compile_checkpoint(const CompileOptions& opts);
+
+// The options that determine the artifact's bytes, as recorded in its provenance.
+std::string normalized_command_line(const CompileOptions& opts);
+
+}  // namespace qw

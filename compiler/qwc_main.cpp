@@ -1,0 +1,138 @@
+// qwc: the offline model compiler. Runs on machines without a GPU.
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "artifact/artifact.h"
+#include "compiler/compile_pipeline.h"
+#include "compiler/inspect.h"
+#include "compiler/test_model_writer.h"
+#include "qw_version.h"
+
+namespace {
+
+std::atomic<bool> g_cancel{false};
+void on_signal(int) { g_cancel = true; }
+
+int fail(const qw::Status& s) {
+  std::fprintf(stderr, "qwc: error: %s\n", s.message().c_str());
+  return 1;
+}
+
+std::vector<std::string> split_archs(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == ',') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"qwc " QW_VERSION " - compiles HuggingFace Qwen2 checkpoints into .qwart artifacts"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", QW_VERSION);
+
+  // compile
+  qw::CompileOptions copt;
+  std::string dtype = "fp16", archs;
+  auto* compile = app.add_subcommand("compile", "Compile a checkpoint directory into one artifact");
+  compile->add_option("checkpoint", copt.checkpoint_dir,
+                      "HF directory: config.json, *.safetensors (+ index), tokenizer files")
+      ->required()->check(CLI::ExistingDirectory);
+  compile->add_option("-o,--output", copt.output, "Output artifact (.qwart)")->required();
+  compile->add_option("--dtype", dtype, "Weight type in the artifact")
+      ->check(CLI::IsMember({"fp16", "bf16"}))->capture_default_str();
+  compile->add_option("--tp", copt.tp, "Tensor-parallel degree (per-rank weight sections)")
+      ->check(CLI::IsMember({1, 2, 4, 8}))->capture_default_str();
+  compile->add_option("--arch", archs,
+                      "GPU targets for NVRTC-compiled kernels, comma separated (e.g. sm_80,sm_90a); "
+                      "empty = no kernels section");
+  compile->add_option("-j,--threads", copt.threads, "Conversion threads (0 = all cores)");
+
+  // inspect / verify
+  std::string file;
+  bool as_json = false;
+  auto* inspect = app.add_subcommand("inspect", "Print an artifact's config, sections and tensors");
+  inspect->add_option("file", file, "Artifact")->required();
+  inspect->add_flag("--json", as_json, "Machine-readable output");
+  auto* verify = app.add_subcommand(
+      "verify", "Check framing, FlatBuffers metadata, bounds and every section checksum "
+                "(reads the whole file)");
+  verify->add_option("file", file, "Artifact")->required();
+
+  // make-test-model
+  qw::TestModelOptions topt;
+  topt.tokenizer_dir = QW_DEFAULT_TOKENIZER_DIR;
+  std::string tie;
+  auto* mk = app.add_subcommand("make-test-model",
+                                "Write a random-weight Qwen2 checkpoint in exact HF layout");
+  mk->add_option("--preset", topt.preset, "Model shape")
+      ->check(CLI::IsMember({"tiny", "0.5b", "7b"}))->capture_default_str();
+  mk->add_option("--seed", topt.seed, "Random seed (same seed, same bytes)")->capture_default_str();
+  mk->add_option("-o,--output", topt.output_dir, "Output directory")->required();
+  mk->add_option("--tokenizer", topt.tokenizer_dir,
+                 "Directory with tokenizer.json, tokenizer_config.json and "
+                 "qwen2.5-instruct-chat-template.jinja")->capture_default_str();
+  mk->add_option("--tie-embeddings", tie, "Override the preset: true|false")
+      ->check(CLI::IsMember({"true", "false"}));
+  mk->add_option("--rope-scaling", topt.rope_scaling_json,
+                 "JSON object for config.json rope_scaling, e.g. "
+                 "'{\"type\":\"yarn\",\"factor\":4.0,\"original_max_position_embeddings\":32768}'");
+
+  CLI11_PARSE(app, argc, argv);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+
+  if (*compile) {
+    copt.dtype = dtype == "bf16" ? qw::DType::BF16 : qw::DType::F16;
+    copt.archs = split_archs(archs);
+    copt.cancel = &g_cancel;
+    copt.compiler_version = QW_VERSION;
+    auto r = qw::compile_checkpoint(copt);
+    if (!r.ok()) return fail(r.status());
+    std::fprintf(stderr,
+                 "qwc: wrote %s (%.2f GB) in %.1f s; read %.2f GB; %llu elements, %llu fp16 "
+                 "underflows to zero\n",
+                 copt.output.c_str(), double(r->bytes_written) / 1e9, r->seconds,
+                 double(r->bytes_read) / 1e9, (unsigned long long)r->elements,
+                 (unsigned long long)r->underflows);
+    return 0;
+  }
+  if (*inspect) {
+    auto a = qw::Artifact::open(file);
+    if (!a.ok()) return fail(a.status());
+    if (as_json) std::cout << qw::describe_artifact(*a).dump(2) << "\n";
+    else std::cout << qw::format_artifact_text(*a);
+    return 0;
+  }
+  if (*verify) {
+    qw::Status s = qw::verify_artifact(file);
+    if (!s.ok()) return fail(s);
+    std::printf("%s: OK (framing, metadata, bounds, all section checksums)\n", file.c_str());
+    return 0;
+  }
+  if (*mk) {
+    if (!tie.empty()) {
+      topt.tie_embeddings_override = true;
+      topt.tie_embeddings = tie == "true";
+    }
+    qw::Status s = qw::write_test_model(topt);
+    if (!s.ok()) return fail(s);
+    std::fprintf(stderr, "qwc: wrote %s test model to %s\n", topt.preset.c_str(),
+                 topt.output_dir.c_str());
+    return 0;
+  }
+  return 0;
+}

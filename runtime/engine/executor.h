@@ -1,0 +1,51 @@
+// The contract between a model backend (CPU reference, GPU) and everything above it
+// (generation loop, scheduler, server). A backend owns its weights and its KV cache;
+// callers speak in sequence ids and token chunks.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/model_config.h"
+#include "core/status.h"
+
+namespace qw {
+
+using SeqId = uint64_t;
+
+// One sequence's work in a step: append `tokens` at positions [start_pos, start_pos+n).
+// start_pos must equal the number of tokens already cached for seq (chunked prefill and
+// decode are the same operation; decode is n == 1).
+struct StepInput {
+  SeqId seq = 0;
+  std::span<const int32_t> tokens;
+  int64_t start_pos = 0;
+  bool want_logits = true;  // logits of the chunk's last token
+  bool all_logits = false;  // logits for every token of the chunk (teacher-forced checks)
+};
+
+struct KvUsage {
+  int64_t blocks_total = 0;
+  int64_t blocks_used = 0;
+  int64_t block_tokens = 0;
+};
+
+class ModelExecutor {
+ public:
+  virtual ~ModelExecutor() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual std::string device_name() const = 0;
+  // Runs one step over several sequences. `logits` receives, in input order, vocab_size
+  // floats per requested position (one per StepInput with want_logits, or n per input
+  // with all_logits). Fails (naming the sequence) if the KV cache cannot hold the tokens.
+  virtual Status step(std::span<const StepInput> inputs, std::vector<float>& logits) = 0;
+  // Drops a sequence's KV cache (its blocks return to the pool at once).
+  virtual void release(SeqId seq) = 0;
+  // Whether n more tokens for seq fit in the KV cache now.
+  virtual bool can_append(SeqId seq, int64_t n) const = 0;
+  virtual KvUsage kv_usage() const = 0;
+  virtual int64_t max_context() const = 0;
+};
+
+}  // namespace qw
