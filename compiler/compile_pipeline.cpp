@@ -81,8 +81,11 @@ class TensorEmitter {
         QW_RETURN_IF_ERROR(w_.write(buf_));
         bytes_read += uint64_t(nr) * uint64_t(p.col_count) * src_esize;
         bar.advance(buf_.size());
+        // Drop the rows just read from our mapping: peak RSS stays near one chunk even for
+        // the 1 GB embedding (the page cache keeps them for the next rank).
+        const uint64_t row0 = uint64_t(p.row_begin + r0) * src_cols * src_esize;
+        ckpt_.release(*src, row0, uint64_t(nr) * src_cols * src_esize);
       }
-      ckpt_.release(*src);
     }
     if (t.zero_rows > 0) {
       buf_.assign(size_t(t.zero_rows) * row_bytes, 0);

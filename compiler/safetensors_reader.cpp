@@ -153,9 +153,9 @@ Expected<const SafetensorInfo*> Checkpoint::find(const std::string& name) const 
   return &it->second;
 }
 
-void Checkpoint::release(const SafetensorInfo& t) const {
+void Checkpoint::release(const SafetensorInfo& t, uint64_t offset, uint64_t length) const {
   auto it = shard_of_.find(t.name);
-  if (it != shard_of_.end()) it->second->file().release(t.file_offset, t.size);
+  if (it != shard_of_.end()) it->second->file().release(t.file_offset + offset, length);
 }
 
 }  // namespace qw

@@ -53,7 +53,7 @@ class Checkpoint {
   const std::map<std::string, SafetensorInfo>& tensors() const { return by_name_; }
   const std::vector<std::string>& shard_paths() const { return shard_paths_; }
   // Drops the pages of a tensor from our mapping once converted (bounded RSS).
-  void release(const SafetensorInfo& t) const;
+  void release(const SafetensorInfo& t, uint64_t offset, uint64_t length) const;
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> shards_;
