@@ -11,6 +11,8 @@
 #include "compiler/inspect.h"
 #include "compiler/test_model_writer.h"
 #include "qw_version.h"
+#include "tokenizer/tokenize_cli.h"
+#include "tokenizer/tokenizer.h"
 
 namespace {
 
@@ -91,6 +93,17 @@ int main(int argc, char** argv) {
                  "JSON object for config.json rope_scaling, e.g. "
                  "'{\"type\":\"yarn\",\"factor\":4.0,\"original_max_position_embeddings\":32768}'");
 
+  // tokenize (no artifact needed)
+  std::string tok_dir, tok_text;
+  bool tok_spaces = false, tok_no_special = false, tok_show = false;
+  auto* tokc = app.add_subcommand("tokenize", "Encode text with a HF tokenizer directory");
+  tokc->add_option("--tokenizer", tok_dir, "Directory with tokenizer.json + tokenizer_config.json")
+      ->required()->check(CLI::ExistingDirectory);
+  tokc->add_option("text", tok_text, "Text to encode")->required();
+  tokc->add_flag("--ids", tok_spaces, "Space-separated ids instead of a JSON array");
+  tokc->add_flag("--no-special", tok_no_special, "Encode special-token text as plain text");
+  tokc->add_flag("--show-tokens", tok_show, "Also print one id<TAB>token line per token");
+
   CLI11_PARSE(app, argc, argv);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
@@ -100,6 +113,14 @@ int main(int argc, char** argv) {
     copt.archs = split_archs(archs);
     copt.cancel = &g_cancel;
     copt.compiler_version = QW_VERSION;
+    copt.tokenizer_builder = [](const std::string& dir) -> qw::Expected<std::vector<uint8_t>> {
+      if (!std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json")) {
+        std::fprintf(stderr, "qwc: warning: %s has no tokenizer.json; the artifact will have no "
+                             "tokenizer section\n", dir.c_str());
+        return std::vector<uint8_t>();
+      }
+      return qw::build_tokenizer_blob(dir);
+    };
     auto r = qw::compile_checkpoint(copt);
     if (!r.ok()) return fail(r.status());
     std::fprintf(stderr,
@@ -121,6 +142,16 @@ int main(int argc, char** argv) {
     qw::Status s = qw::verify_artifact(file);
     if (!s.ok()) return fail(s);
     std::printf("%s: OK (framing, metadata, bounds, all section checksums)\n", file.c_str());
+    return 0;
+  }
+  if (*tokc) {
+    auto tok = qw::Tokenizer::from_hf_dir(tok_dir);
+    if (!tok.ok()) return fail(tok.status());
+    qw::TokenizeCliOptions opt;
+    opt.format = tok_spaces ? qw::IdsFormat::kSpaces : qw::IdsFormat::kJson;
+    opt.allow_special = !tok_no_special;
+    opt.show_tokens = tok_show;
+    qw::print_tokenize(*tok, tok_text, opt, std::cout);
     return 0;
   }
   if (*mk) {

@@ -1,0 +1,54 @@
+#include "cli/model_loader.h"
+
+#include <chrono>
+
+#include "cpu/cpu_executor.h"
+#ifdef QW_WITH_GPU
+#include "gpu/gpu_backend.h"
+#endif
+
+namespace qw {
+
+Expected<Tokenizer> load_tokenizer(const Artifact& artifact) {
+  QW_ASSIGN_OR_RETURN(std::vector<uint8_t> blob, artifact.section_payload(fb::SectionKind::Tokenizer));
+  if (blob.empty())
+    return Status::Error(artifact.path() +
+                         ": has no tokenizer section (the checkpoint had no tokenizer.json when "
+                         "it was compiled)");
+  auto t = Tokenizer::from_blob(blob);
+  if (!t.ok()) return t.status().context(artifact.path() + ": tokenizer section");
+  return t;
+}
+
+Expected<std::unique_ptr<LoadedModel>> load_model(const std::string& path, const LoadOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Artifact::OpenOptions ao;
+  ao.verify_checksums = o.verify;
+  QW_ASSIGN_OR_RETURN(Artifact art, Artifact::open(path, ao));
+  QW_ASSIGN_OR_RETURN(Tokenizer tok, load_tokenizer(art));
+  auto m = std::unique_ptr<LoadedModel>(new LoadedModel{std::move(art), std::move(tok), nullptr, 0});
+  std::string device = o.device;
+#ifdef QW_WITH_GPU
+  if (device == "auto") device = gpu::gpu_available() ? "gpu" : "cpu";
+  if (device == "gpu") {
+    gpu::GpuBackendOptions go;
+    go.kv_cache_gb = o.kv_cache_gb;
+    QW_ASSIGN_OR_RETURN(m->executor, gpu::create_gpu_executor(m->artifact, go));
+  }
+#else
+  if (device == "auto") device = "cpu";
+  if (device == "gpu") return Status::Error("this qwrun was built without the GPU runtime");
+#endif
+  if (device == "cpu") {
+    cpu::CpuExecutorOptions co;
+    co.threads = o.threads;
+    QW_ASSIGN_OR_RETURN(auto exec, cpu::CpuExecutor::create(m->artifact, co));
+    m->executor = std::move(exec);
+  }
+  if (!m->executor) return Status::Error("unknown device \"" + o.device + "\" (auto, cpu, gpu)");
+  m->load_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return m;
+}
+
+}  // namespace qw

@@ -1,0 +1,564 @@
+#include "gpu/gpu_executor.h"
+
+#include <cublas_v2.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <unordered_set>
+
+#include "artifact/tensor_names.h"
+#include "cpu/rope.h"
+
+namespace qw::gpu {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+Status cublas_error(cublasStatus_t s, const char* what) {
+  return Errorf("cuBLAS error %d (%s) in %s", int(s), cublasGetStatusString(s), what);
+}
+#define QW_CUBLAS(expr)                                               \
+  do {                                                                \
+    cublasStatus_t _qw_bs = (expr);                                   \
+    if (_qw_bs != CUBLAS_STATUS_SUCCESS) return cublas_error(_qw_bs, #expr); \
+  } while (0)
+
+size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+constexpr int kDecodeBuckets[] = {1, 2, 4, 8};
+constexpr const char* kGemvNames[4] = {"gemv_hidden", "gemv_o_res", "gemv_gate_up_swiglu", "gemv_down_res"};
+enum GemvKind { kGemvHidden = 0, kGemvORes = 1, kGemvGateUp = 2, kGemvDownRes = 3 };
+
+}  // namespace
+
+Expected<std::unique_ptr<GpuExecutor>> GpuExecutor::create(std::shared_ptr<const Artifact> artifact,
+                                                           const GpuExecutorOptions& opts) {
+  std::unique_ptr<GpuExecutor> e(new GpuExecutor());
+  QW_RETURN_IF_ERROR(e->init(std::move(artifact), opts));
+  return e;
+}
+
+GpuExecutor::~GpuExecutor() {
+  for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g);
+  if (cublas_) cublasDestroy(static_cast<cublasHandle_t>(cublas_));
+}
+
+void* GpuExecutor::kcache(int layer) const {
+  return kv_.as<uint16_t>() + size_t(layer) * 2 * size_t(num_blocks_) * block_elems_;
+}
+void* GpuExecutor::vcache(int layer) const {
+  return kv_.as<uint16_t>() + (size_t(layer) * 2 + 1) * size_t(num_blocks_) * block_elems_;
+}
+
+Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExecutorOptions& opts) {
+  art_ = std::move(artifact);
+  opts_ = opts;
+  cfg_ = art_->config();
+  plan_ = art_->tp_plan();
+  dtype_ = art_->weight_dtype();
+  device_ = opts.device;
+  if (art_->tp_size() != 1)
+    return Errorf("%s: compiled for tensor parallelism %d; the GPU executor runs tp=1 artifacts (recompile with --tp 1)",
+                  art_->path().c_str(), art_->tp_size());
+  if (dtype_ != DType::F16 && dtype_ != DType::BF16)
+    return Status::Error(art_->path() + ": weight dtype " + std::string(dtype_name(dtype_)) +
+                         " is not supported on the GPU (f16, bf16)");
+  QW_RETURN_IF_ERROR(check_kernel_config(cfg_, plan_, dtype_));
+  int ndev = 0;
+  QW_CUDA(cudaGetDeviceCount(&ndev));
+  if (device_ < 0 || device_ >= ndev) return Errorf("GPU %d requested but %d present", device_, ndev);
+  QW_CUDA(cudaSetDevice(device_));
+  cudaDeviceProp prop{};
+  QW_CUDA(cudaGetDeviceProperties(&prop, device_));
+  device_name_ = prop.name;
+
+  // Weights.
+  QW_ASSIGN_OR_RETURN(weights_, load_weights_to_device(*art_, 0, opts.load));
+  timings_.weights_alloc_s = weights_.stats.alloc_seconds;
+  timings_.weights_copy_s = weights_.stats.copy_seconds;
+  timings_.weights_gbps = weights_.stats.gbps();
+  timings_.weight_bytes = weights_.stats.bytes;
+  timings_.load_method = weights_.stats.method;
+
+  // Kernels.
+  QW_ASSIGN_OR_RETURN(module_, KernelModule::load(*art_, device_));
+  timings_.module_s = module_.info().seconds;
+  timings_.module_source = kernel_source_name(module_.info().source);
+  timings_.module_arch = module_.info().arch;
+  QW_ASSIGN_OR_RETURN(k_embed_, module_.get("embedding_gather"));
+  QW_ASSIGN_OR_RETURN(k_rmsnorm_, module_.get("rmsnorm"));
+  QW_ASSIGN_OR_RETURN(k_rope_, module_.get("qkv_rope_kv"));
+  QW_ASSIGN_OR_RETURN(k_attn_, module_.get("attention_paged"));
+  QW_ASSIGN_OR_RETURN(k_combine_, module_.get("attention_combine"));
+  QW_ASSIGN_OR_RETURN(k_swiglu_, module_.get("swiglu"));
+  QW_ASSIGN_OR_RETURN(k_checksum_, module_.get("checksum64"));
+  for (int g = 0; g < 4; ++g)
+    for (int b = 1; b <= 8; ++b) {
+      QW_ASSIGN_OR_RETURN(k_gemv_[g][b - 1], module_.get(std::string(kGemvNames[g]) + "_b" + std::to_string(b)));
+    }
+
+  // Tensor addresses.
+  auto addr = [&](const std::string& name, int64_t want_numel) -> Expected<const void*> {
+    QW_ASSIGN_OR_RETURN(TensorView t, art_->tensor(name, 0));
+    if (t.dtype != dtype_) return Status::Error(art_->path() + ": tensor " + name + " has an unexpected dtype");
+    if (want_numel >= 0 && t.numel() != want_numel)
+      return Errorf("%s: tensor %s has %lld elements, expected %lld", art_->path().c_str(), name.c_str(),
+                    (long long)t.numel(), (long long)want_numel);
+    if (t.offset_in_section % 16 != 0) return Status::Error(art_->path() + ": tensor " + name + " is misaligned");
+    return weights_.ptr(t);
+  };
+  const int64_t H = cfg_.hidden_size, D = cfg_.head_dim, I = plan_.intermediate_per_rank;
+  const int64_t QH = plan_.q_heads_per_rank, KVH = plan_.kv_heads_per_rank;
+  qkv_cols_ = (QH + 2 * KVH) * D;
+  vocab_rows_ = cfg_.vocab_size;
+  QW_ASSIGN_OR_RETURN(embed_, addr(names::kEmbed, cfg_.vocab_size * H));
+  QW_ASSIGN_OR_RETURN(final_norm_, addr(names::kFinalNorm, H));
+  if (art_->has_tensor(names::kLmHead, 0)) {
+    QW_ASSIGN_OR_RETURN(lm_head_w_, addr(names::kLmHead, -1));
+    QW_ASSIGN_OR_RETURN(TensorView t, art_->tensor(names::kLmHead, 0));
+    vocab_rows_ = t.rows();
+    if (t.cols() != H || vocab_rows_ < cfg_.vocab_size)
+      return Status::Error(art_->path() + ": lm_head.weight has an unexpected shape");
+  } else {
+    lm_head_w_ = embed_;
+  }
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    LayerW w{};
+    QW_ASSIGN_OR_RETURN(w.in_norm, addr(names::layer(l, names::kInputNorm), H));
+    QW_ASSIGN_OR_RETURN(w.qkv_w, addr(names::layer(l, names::kQkvWeight), qkv_cols_ * H));
+    QW_ASSIGN_OR_RETURN(w.qkv_b, addr(names::layer(l, names::kQkvBias), qkv_cols_));
+    QW_ASSIGN_OR_RETURN(w.o_w, addr(names::layer(l, names::kOProj), H * QH * D));
+    QW_ASSIGN_OR_RETURN(w.post_norm, addr(names::layer(l, names::kPostNorm), H));
+    QW_ASSIGN_OR_RETURN(w.gu_w, addr(names::layer(l, names::kGateUp), 2 * I * H));
+    QW_ASSIGN_OR_RETURN(w.down_w, addr(names::layer(l, names::kDown), H * I));
+    layers_.push_back(w);
+  }
+
+  // RoPE table.
+  QW_ASSIGN_OR_RETURN(cpu::RopeParams rope, cpu::compute_rope_params(cfg_));
+  mscale_ = rope.attention_scaling;
+
+  const double tw = now_s();
+  QW_ASSIGN_OR_RETURN(stream_, Stream::create());
+  cublasHandle_t h = nullptr;
+  QW_CUBLAS(cublasCreate(&h));
+  cublas_ = h;
+  QW_CUBLAS(cublasSetStream(h, stream_.get()));
+
+  // Context limit: the model's, bounded by the pool below.
+  int64_t model_ctx = cfg_.max_position_embeddings;
+  if (cfg_.rope_scaling.rope_type == "yarn" && cfg_.rope_scaling.original_max_position_embeddings > 0)
+    model_ctx = std::max<int64_t>(model_ctx, int64_t(double(cfg_.rope_scaling.original_max_position_embeddings) *
+                                                     cfg_.rope_scaling.factor));
+  if (model_ctx <= 0) model_ctx = 32768;
+  bt_stride_ = blocks_for(model_ctx);
+
+  // Workspace.
+  rows_max_ = std::max<int64_t>(8, opts.max_tokens_per_pass);
+  const int64_t R = rows_max_, L = std::max<int64_t>(8, opts.max_logit_rows);
+  const size_t es = 2;
+  size_t off = 0;
+  auto carve = [&](size_t bytes) {
+    size_t o = off;
+    off = align_up(off + bytes, 256);
+    return o;
+  };
+  const size_t o_x = carve(size_t(R) * H * 4), o_qkv = carve(size_t(R) * qkv_cols_ * 4),
+               o_qf = carve(size_t(R) * QH * D * 4), o_gu = carve(size_t(R) * 2 * I * 4),
+               o_logits = carve(size_t(L) * vocab_rows_ * 4),
+               o_po = carve(size_t(split_rows_max_) * QH * splits_max_ * D * 4),
+               o_pml = carve(size_t(split_rows_max_) * QH * splits_max_ * 2 * 4), o_inv = carve(size_t(D / 2) * 4),
+               o_h = carve(size_t(R) * H * es), o_attn = carve(size_t(R) * QH * D * es),
+               o_act = carve(size_t(R) * I * es), o_hl = carve(size_t(L) * H * es);
+  QW_ASSIGN_OR_RETURN(ws_, DeviceBuffer::alloc(off, "the GPU workspace"));
+  uint8_t* base = ws_.as<uint8_t>();
+  x_ = reinterpret_cast<float*>(base + o_x);
+  qkv_ = reinterpret_cast<float*>(base + o_qkv);
+  qf_ = reinterpret_cast<float*>(base + o_qf);
+  gu_ = reinterpret_cast<float*>(base + o_gu);
+  logits_ = reinterpret_cast<float*>(base + o_logits);
+  part_o_ = reinterpret_cast<float*>(base + o_po);
+  part_ml_ = reinterpret_cast<float*>(base + o_pml);
+  inv_freq_ = reinterpret_cast<float*>(base + o_inv);
+  h_ = base + o_h;
+  attn_ = base + o_attn;
+  act_ = base + o_act;
+  hl_ = base + o_hl;
+  QW_CUDA(cudaMemcpy(inv_freq_, rope.inv_freq.data(), size_t(D / 2) * 4, cudaMemcpyHostToDevice));
+
+  // Metadata buffers: tokens, positions, row_seq, logit_rows (int32 x R), slots (int64 x R),
+  // block tables (int32, R x bt_stride).
+  meta_header_bytes_ = align_up(size_t(R) * 4 * 4 + size_t(R) * 8, 256);
+  const size_t meta_bytes = meta_header_bytes_ + size_t(R) * size_t(bt_stride_) * 4;
+  QW_ASSIGN_OR_RETURN(meta_, DeviceBuffer::alloc(meta_bytes, "the step metadata"));
+  QW_ASSIGN_OR_RETURN(meta_host_, PinnedBuffer::alloc(meta_bytes));
+  QW_ASSIGN_OR_RETURN(logits_host_, PinnedBuffer::alloc(size_t(L) * vocab_rows_ * 4));
+  {
+    uint8_t* m = meta_.as<uint8_t>();
+    d_tokens_ = reinterpret_cast<int32_t*>(m);
+    d_pos_ = d_tokens_ + R;
+    d_rowseq_ = d_pos_ + R;
+    d_logit_rows_ = d_rowseq_ + R;
+    d_slots_ = reinterpret_cast<long long*>(d_logit_rows_ + R);
+    d_tables_ = reinterpret_cast<int32_t*>(m + meta_header_bytes_);
+  }
+
+  // KV pool.
+  block_elems_ = size_t(KVH) * kKvBlockTokens * size_t(D);
+  const size_t block_bytes = size_t(cfg_.num_hidden_layers) * 2 * block_elems_ * es;
+  size_t kv_bytes = 0;
+  if (opts.kv_cache_gb > 0) {
+    kv_bytes = size_t(opts.kv_cache_gb * 1024.0 * 1024.0 * 1024.0);
+  } else {
+    size_t free_b = 0, total_b = 0;
+    QW_CUDA(cudaMemGetInfo(&free_b, &total_b));
+    const size_t reserve = size_t(512) << 20;  // cuBLAS, graphs, allocator slack
+    kv_bytes = free_b > reserve ? size_t(double(free_b - reserve) * opts.kv_memory_fraction) : 0;
+  }
+  num_blocks_ = int64_t(kv_bytes / block_bytes);
+  num_blocks_ = std::min<int64_t>(num_blocks_, int64_t(1) << 30);
+  if (num_blocks_ < 2)
+    return Errorf("KV cache too small: %s for %lld blocks of %s", gib(double(kv_bytes)).c_str(), 2LL,
+                  gib(double(block_bytes)).c_str());
+  QW_ASSIGN_OR_RETURN(kv_, DeviceBuffer::alloc(size_t(num_blocks_) * block_bytes, "the KV cache"));
+  // Poison: a read of a slot nothing wrote shows up as NaN (0xffff is a NaN in f16 and bf16).
+  QW_CUDA(cudaMemsetAsync(kv_.get(), 0xff, kv_.size(), stream_.get()));
+  // Block 0 (scratch for padded rows) must hold finite values.
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    QW_CUDA(cudaMemsetAsync(kcache(int(l)), 0, block_elems_ * es, stream_.get()));
+    QW_CUDA(cudaMemsetAsync(vcache(int(l)), 0, block_elems_ * es, stream_.get()));
+  }
+  free_blocks_.clear();
+  for (int64_t b = num_blocks_ - 1; b >= 1; --b) free_blocks_.push_back(int32_t(b));
+  max_context_ = std::min<int64_t>(model_ctx, (num_blocks_ - 1) * kKvBlockTokens);
+  QW_CUDA(cudaStreamSynchronize(stream_.get()));
+  timings_.kv_bytes = kv_.size();
+  timings_.kv_blocks = num_blocks_;
+  timings_.workspace_s = now_s() - tw;
+
+  if (opts.cuda_graphs) {
+    const double tg = now_s();
+    QW_RETURN_IF_ERROR(capture_graphs());
+    timings_.graph_capture_s = now_s() - tg;
+    timings_.graphs = int(graphs_.size());
+  }
+  return Status::Ok();
+}
+
+int GpuExecutor::attention_splits(int rows) const {
+  if (rows > split_rows_max_) return 1;
+  int sms = 132;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_);
+  const int64_t ctas = int64_t(rows) * plan_.kv_heads_per_rank;
+  int n = int((2 * sms + ctas - 1) / ctas);
+  return std::clamp(n, 1, int(splits_max_));
+}
+
+Status GpuExecutor::gemm(const void* a, const void* w, float* c, int rows, int n, int k, bool accumulate) {
+  const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
+  const cudaDataType_t t = dtype_ == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  // Row-major C[rows, n] = A[rows, k] W[n, k]^T  ==  column-major C^T = W^T(op T) A^T.
+  QW_CUBLAS(cublasGemmEx(static_cast<cublasHandle_t>(cublas_), CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha, w,
+                         t, k, a, t, k, &beta, c, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  return Status::Ok();
+}
+
+Status GpuExecutor::lm_head(int first_row, int rows) {
+  cudaStream_t s = stream_.get();
+  const int H = int(cfg_.hidden_size);
+  const int* idx = d_logit_rows_ + first_row;
+  QW_RETURN_IF_ERROR(launch(k_rmsnorm_, dim3(rows), dim3(256), 0, s, x_, static_cast<const float*>(nullptr),
+                            final_norm_, hl_, rows, idx));
+  if (rows <= 8) {
+    const int n = int(vocab_rows_);
+    return launch(k_gemv_[kGemvHidden][rows - 1], dim3((n + 7) / 8), dim3(128), 0, s, lm_head_w_,
+                  static_cast<const void*>(hl_), logits_, static_cast<void*>(nullptr), n);
+  }
+  return gemm(hl_, lm_head_w_, logits_, rows, int(vocab_rows_), H, false);
+}
+
+// One forward through every layer over `rows` rows whose metadata is on the device; the
+// residual stream ends in x_ (lm_head() then normalises the rows that need logits).
+Status GpuExecutor::forward(int rows, int nsplit) {
+  cudaStream_t s = stream_.get();
+  const int H = int(cfg_.hidden_size), D = int(cfg_.head_dim), I = int(plan_.intermediate_per_rank);
+  const int QH = int(plan_.q_heads_per_rank), KVH = int(plan_.kv_heads_per_rank);
+  const bool gemv = rows <= 8;
+  const float scale_log2 = float(1.0 / std::sqrt(double(D)) * 1.4426950408889634);
+  const float* nullf = nullptr;
+  const int* nulli = nullptr;
+  QW_RETURN_IF_ERROR(launch(k_embed_, dim3(rows), dim3(128), 0, s, static_cast<const int*>(d_tokens_), embed_, x_, rows));
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LayerW& w = layers_[l];
+    QW_RETURN_IF_ERROR(launch(k_rmsnorm_, dim3(rows), dim3(256), 0, s, x_, nullf, w.in_norm, h_, rows, nulli));
+    if (gemv) {
+      QW_RETURN_IF_ERROR(launch(k_gemv_[kGemvHidden][rows - 1], dim3(unsigned((qkv_cols_ + 7) / 8)), dim3(128), 0, s,
+                                w.qkv_w, static_cast<const void*>(h_), qkv_, static_cast<void*>(nullptr), int(qkv_cols_)));
+    } else {
+      QW_RETURN_IF_ERROR(gemm(h_, w.qkv_w, qkv_, rows, int(qkv_cols_), H, false));
+    }
+    QW_RETURN_IF_ERROR(launch(k_rope_, dim3(rows), dim3(256), 0, s, static_cast<const float*>(qkv_), w.qkv_b,
+                              static_cast<const int*>(d_pos_), static_cast<const long long*>(d_slots_),
+                              static_cast<const float*>(inv_freq_), mscale_, qf_, kcache(int(l)), vcache(int(l)), rows));
+    QW_RETURN_IF_ERROR(launch(k_attn_, dim3(rows, KVH, nsplit), dim3(128), 0, s, static_cast<const float*>(qf_),
+                              static_cast<const void*>(kcache(int(l))), static_cast<const void*>(vcache(int(l))),
+                              static_cast<const int*>(d_rowseq_), static_cast<const int*>(d_pos_),
+                              static_cast<const int*>(d_tables_), int(bt_stride_), nsplit, scale_log2, attn_, part_o_,
+                              part_ml_));
+    if (nsplit > 1) {
+      QW_RETURN_IF_ERROR(launch(k_combine_, dim3(rows, QH), dim3(D), 0, s, static_cast<const float*>(part_o_),
+                                static_cast<const float*>(part_ml_), nsplit, attn_));
+    }
+    if (gemv) {
+      QW_RETURN_IF_ERROR(launch(k_gemv_[kGemvORes][rows - 1], dim3((H + 7) / 8), dim3(128), 0, s, w.o_w,
+                                static_cast<const void*>(attn_), x_, static_cast<void*>(nullptr), H));
+    } else {
+      QW_RETURN_IF_ERROR(gemm(attn_, w.o_w, x_, rows, H, QH * D, true));
+    }
+    QW_RETURN_IF_ERROR(launch(k_rmsnorm_, dim3(rows), dim3(256), 0, s, x_, nullf, w.post_norm, h_, rows, nulli));
+    if (gemv) {
+      QW_RETURN_IF_ERROR(launch(k_gemv_[kGemvGateUp][rows - 1], dim3((I + 3) / 4), dim3(128), 0, s, w.gu_w,
+                                static_cast<const void*>(h_), static_cast<float*>(nullptr), act_, I));
+      QW_RETURN_IF_ERROR(launch(k_gemv_[kGemvDownRes][rows - 1], dim3((H + 7) / 8), dim3(128), 0, s, w.down_w,
+                                static_cast<const void*>(act_), x_, static_cast<void*>(nullptr), H));
+    } else {
+      QW_RETURN_IF_ERROR(gemm(h_, w.gu_w, gu_, rows, 2 * I, H, false));
+      QW_RETURN_IF_ERROR(launch(k_swiglu_, dim3(unsigned(std::min<int64_t>((int64_t(rows) * I + 255) / 256, 65535))),
+                                dim3(256), 0, s, static_cast<const float*>(gu_), act_, rows));
+      QW_RETURN_IF_ERROR(gemm(act_, w.down_w, x_, rows, H, I, true));
+    }
+  }
+  return Status::Ok();
+}
+
+Status GpuExecutor::capture_graphs() {
+  cudaStream_t s = stream_.get();
+  // Padded rows: token 0 at position 0 of the scratch block 0 (table row all zeros).
+  for (int b : kDecodeBuckets) {
+    int32_t* hm = meta_host_.as<int32_t>();
+    const int64_t R = rows_max_;
+    std::memset(hm, 0, meta_header_bytes_);
+    for (int r = 0; r < b; ++r) {
+      hm[R * 3 + r] = r;  // logit rows = identity
+      hm[R * 2 + r] = 0;  // row_seq 0
+    }
+    QW_CUDA(cudaMemcpyAsync(meta_.get(), hm, meta_header_bytes_, cudaMemcpyHostToDevice, s));
+    QW_CUDA(cudaMemsetAsync(d_tables_, 0, size_t(bt_stride_) * 4, s));
+    const int nsplit = attention_splits(b);
+    // Warm-up run outside capture (lazy module loading, cuBLAS init).
+    QW_RETURN_IF_ERROR(forward(b, nsplit));
+    QW_RETURN_IF_ERROR(lm_head(0, b));
+    QW_CUDA(cudaStreamSynchronize(s));
+    cudaGraph_t graph = nullptr;
+    QW_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    Status st = forward(b, nsplit);
+    if (st.ok()) st = lm_head(0, b);
+    cudaError_t e = cudaStreamEndCapture(s, &graph);
+    if (!st.ok()) {
+      if (graph) cudaGraphDestroy(graph);
+      return st.context("capturing the decode graph");
+    }
+    if (e != cudaSuccess) return cuda_error(e, "cudaStreamEndCapture", __FILE__, __LINE__);
+    cudaGraphExec_t exec = nullptr;
+    e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) return cuda_error(e, "cudaGraphInstantiate", __FILE__, __LINE__);
+    graphs_[b] = exec;
+  }
+  return Status::Ok();
+}
+
+Status GpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& logits) {
+  logits.clear();
+  QW_CUDA(cudaSetDevice(device_));
+  std::unordered_set<SeqId> seen;
+  int64_t need_blocks = 0;
+  for (const StepInput& in : inputs) {
+    if (!seen.insert(in.seq).second) return Errorf("step: sequence %llu appears twice", (unsigned long long)in.seq);
+    if (in.tokens.empty()) return Errorf("step: sequence %llu has no tokens", (unsigned long long)in.seq);
+    auto it = seqs_.find(in.seq);
+    const int64_t len = it == seqs_.end() ? 0 : it->second.len;
+    const int64_t have = it == seqs_.end() ? 0 : int64_t(it->second.blocks.size());
+    if (in.start_pos != len)
+      return Errorf("step: sequence %llu starts at %lld but %lld tokens are cached", (unsigned long long)in.seq,
+                    (long long)in.start_pos, (long long)len);
+    const int64_t total = len + int64_t(in.tokens.size());
+    if (total > max_context_)
+      return Errorf("step: sequence %llu would hold %lld tokens, past the maximum context of %lld (model limit %lld, KV pool %lld)",
+                    (unsigned long long)in.seq, (long long)total, (long long)max_context_,
+                    (long long)std::max<int64_t>(bt_stride_ * kKvBlockTokens, 0),
+                    (long long)((num_blocks_ - 1) * kKvBlockTokens));
+    for (int32_t t : in.tokens)
+      if (t < 0 || t >= cfg_.vocab_size)
+        return Errorf("step: sequence %llu: token id %d outside the vocabulary [0, %lld)", (unsigned long long)in.seq,
+                      t, (long long)cfg_.vocab_size);
+    need_blocks += std::max<int64_t>(0, blocks_for(total) - have);
+  }
+  if (need_blocks > int64_t(free_blocks_.size()))
+    return Errorf("step: KV cache full: %lld more blocks of %d tokens needed, %lld free of %lld",
+                  (long long)need_blocks, kKvBlockTokens, (long long)free_blocks_.size(), (long long)(num_blocks_ - 1));
+  for (const StepInput& in : inputs) {
+    SeqState& st = seqs_[in.seq];
+    const int64_t want = blocks_for(st.len + int64_t(in.tokens.size()));
+    while (int64_t(st.blocks.size()) < want) {
+      st.blocks.push_back(free_blocks_.back());
+      free_blocks_.pop_back();
+    }
+  }
+  // Split into passes of at most rows_max_ rows.
+  std::vector<Piece> pass;
+  int64_t rows = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const int64_t n = int64_t(inputs[i].tokens.size());
+    for (int64_t b = 0; b < n;) {
+      const int64_t take = std::min(n - b, rows_max_ - rows);
+      pass.push_back({i, b, take});
+      rows += take;
+      b += take;
+      if (rows == rows_max_) {
+        QW_RETURN_IF_ERROR(run_pass(inputs, pass, logits));
+        pass.clear();
+        rows = 0;
+      }
+    }
+  }
+  if (!pass.empty()) QW_RETURN_IF_ERROR(run_pass(inputs, pass, logits));
+  return Status::Ok();
+}
+
+Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vector<Piece>& pieces,
+                             std::vector<float>& logits) {
+  cudaStream_t s = stream_.get();
+  const int64_t R = rows_max_;
+  int32_t* hm = meta_host_.as<int32_t>();
+  int32_t *h_tok = hm, *h_pos = hm + R, *h_rowseq = hm + 2 * R, *h_lrows = hm + 3 * R;
+  long long* h_slots = reinterpret_cast<long long*>(hm + 4 * R);
+  int32_t* h_tables = reinterpret_cast<int32_t*>(meta_host_.as<uint8_t>() + meta_header_bytes_);
+  int rows = 0, nlog = 0, max_cols = 0;
+  bool all_decode = true;
+  for (size_t p = 0; p < pieces.size(); ++p) {
+    const Piece& pc = pieces[p];
+    const StepInput& in = inputs[pc.input];
+    SeqState& st = seqs_[in.seq];
+    const int64_t n = int64_t(in.tokens.size());
+    const int cols = int(blocks_for(in.start_pos + pc.begin + pc.len));
+    max_cols = std::max(max_cols, cols);
+    std::memcpy(h_tables + p * size_t(bt_stride_), st.blocks.data(), size_t(cols) * 4);
+    if (pc.len != 1) all_decode = false;
+    for (int64_t j = 0; j < pc.len; ++j) {
+      const int64_t pos = in.start_pos + pc.begin + j;
+      h_tok[rows] = in.tokens[size_t(pc.begin + j)];
+      h_pos[rows] = int32_t(pos);
+      h_rowseq[rows] = int32_t(p);
+      h_slots[rows] = (long long)st.blocks[size_t(pos / kKvBlockTokens)] * kKvBlockTokens + pos % kKvBlockTokens;
+      const bool last = pc.begin + j == n - 1;
+      if (in.all_logits || (in.want_logits && last)) h_lrows[nlog++] = rows;
+      ++rows;
+    }
+  }
+  const int npieces = int(pieces.size());
+  const bool use_graph = all_decode && rows <= 8 && !graphs_.empty();
+  int bucket = rows;
+  if (use_graph) {
+    bucket = 0;
+    for (int b : kDecodeBuckets)
+      if (b >= rows) {
+        bucket = b;
+        break;
+      }
+    for (int r = rows; r < bucket; ++r) {  // padded rows -> scratch block 0 via table row npieces
+      h_tok[r] = 0;
+      h_pos[r] = 0;
+      h_rowseq[r] = npieces;
+      h_slots[r] = 0;
+    }
+    std::memset(h_tables + size_t(npieces) * size_t(bt_stride_), 0, 4);
+    // In a graph every row produces logits; map logit rows to identity.
+    for (int r = 0; r < bucket; ++r) h_lrows[r] = r;
+  }
+  QW_CUDA(cudaMemcpyAsync(meta_.get(), hm, meta_header_bytes_, cudaMemcpyHostToDevice, s));
+  const int table_rows = npieces + (use_graph ? 1 : 0);
+  QW_CUDA(cudaMemcpy2DAsync(d_tables_, size_t(bt_stride_) * 4, h_tables, size_t(bt_stride_) * 4,
+                            size_t(std::max(max_cols, 1)) * 4, size_t(table_rows), cudaMemcpyHostToDevice, s));
+  const size_t V = size_t(cfg_.vocab_size), Vr = size_t(vocab_rows_);
+  if (use_graph) {
+    QW_CUDA(cudaGraphLaunch(graphs_.at(bucket), s));
+    // Logits of the rows that asked for them (in graph mode rows == pieces).
+    std::vector<int> wanted;
+    for (int r = 0; r < rows; ++r) {
+      const StepInput& in = inputs[pieces[size_t(r)].input];
+      if (in.want_logits || in.all_logits) wanted.push_back(r);
+    }
+    if (!wanted.empty()) {
+      QW_CUDA(cudaMemcpyAsync(logits_host_.get(), logits_, size_t(rows) * Vr * 4, cudaMemcpyDeviceToHost, s));
+      QW_CUDA(cudaStreamSynchronize(s));
+      for (int r : wanted) {
+        const float* src = logits_host_.as<float>() + size_t(r) * Vr;
+        logits.insert(logits.end(), src, src + V);
+      }
+    } else {
+      QW_CUDA(cudaStreamSynchronize(s));
+    }
+  } else {
+    QW_RETURN_IF_ERROR(forward(rows, attention_splits(rows)));
+    const int L = int(std::max<int64_t>(8, opts_.max_logit_rows));
+    for (int first = 0; first < nlog; first += L) {
+      const int n = std::min(L, nlog - first);
+      QW_RETURN_IF_ERROR(lm_head(first, n));
+      QW_CUDA(cudaMemcpyAsync(logits_host_.get(), logits_, size_t(n) * Vr * 4, cudaMemcpyDeviceToHost, s));
+      QW_CUDA(cudaStreamSynchronize(s));
+      for (int r = 0; r < n; ++r) {
+        const float* src = logits_host_.as<float>() + size_t(r) * Vr;
+        logits.insert(logits.end(), src, src + V);
+      }
+    }
+    QW_CUDA(cudaStreamSynchronize(s));
+  }
+  QW_CUDA(cudaGetLastError());
+  for (const Piece& pc : pieces) seqs_[inputs[pc.input].seq].len = inputs[pc.input].start_pos + pc.begin + pc.len;
+  return Status::Ok();
+}
+
+void GpuExecutor::release(SeqId seq) {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return;
+  for (int32_t b : it->second.blocks) free_blocks_.push_back(b);
+  seqs_.erase(it);
+}
+
+bool GpuExecutor::can_append(SeqId seq, int64_t n) const {
+  auto it = seqs_.find(seq);
+  const int64_t len = it == seqs_.end() ? 0 : it->second.len;
+  const int64_t have = it == seqs_.end() ? 0 : int64_t(it->second.blocks.size());
+  if (len + n > max_context_) return false;
+  return blocks_for(len + n) - have <= int64_t(free_blocks_.size());
+}
+
+KvUsage GpuExecutor::kv_usage() const {
+  KvUsage u;
+  u.blocks_total = num_blocks_ - 1;
+  u.blocks_used = u.blocks_total - int64_t(free_blocks_.size());
+  u.block_tokens = kKvBlockTokens;
+  return u;
+}
+
+Expected<uint64_t> GpuExecutor::device_weights_checksum() {
+  cudaStream_t s = stream_.get();
+  const uint64_t nwords = weights_.arena.size() / 8;
+  const int blocks = 1024;
+  QW_ASSIGN_OR_RETURN(DeviceBuffer partial, DeviceBuffer::alloc(blocks * 8, "checksum partials"));
+  QW_RETURN_IF_ERROR(launch(k_checksum_, dim3(blocks), dim3(1024), 0, s,
+                            static_cast<const uint64_t*>(weights_.arena.get()), nwords, partial.as<uint64_t>()));
+  std::vector<uint64_t> h(blocks);
+  QW_CUDA(cudaMemcpyAsync(h.data(), partial.get(), blocks * 8, cudaMemcpyDeviceToHost, s));
+  QW_CUDA(cudaStreamSynchronize(s));
+  uint64_t sum = 0;
+  for (uint64_t v : h) sum += v;
+  return sum;
+}
+
+}  // namespace qw::gpu

@@ -1,0 +1,141 @@
+// The GPU backend of ModelExecutor: weights resident in one arena, NVRTC-compiled kernels
+// specialised for the model, a paged KV cache (fixed 32-token blocks from one pool, block
+// tables per sequence), cuBLAS GEMMs for prefill, own GEMV kernels for decode (<= 8 rows),
+// and CUDA graphs for decode steps per batch bucket (captured at start).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "artifact/artifact.h"
+#include "engine/executor.h"
+#include "gpu/cuda_util.h"
+#include "gpu/kernel_module.h"
+#include "gpu/weight_loader.h"
+
+namespace qw::gpu {
+
+struct GpuExecutorOptions {
+  int device = 0;
+  double kv_cache_gb = 0;             // > 0: pool size; 0: kv_memory_fraction of free memory
+  double kv_memory_fraction = 0.90;   // of the memory free after weights and workspace
+  int64_t max_tokens_per_pass = 2048; // longer steps run as several passes (chunked prefill)
+  int64_t max_logit_rows = 256;       // lm_head rows per launch (all_logits over long chunks)
+  bool cuda_graphs = true;            // decode steps of <= 8 sequences replay captured graphs
+  LoadOptions load;
+};
+
+struct GpuStartupTimings {
+  double weights_alloc_s = 0, weights_copy_s = 0, weights_gbps = 0;
+  uint64_t weight_bytes = 0;
+  std::string load_method;
+  double module_s = 0;
+  std::string module_source, module_arch;
+  double workspace_s = 0;  // workspace + KV pool allocation
+  uint64_t kv_bytes = 0;
+  int64_t kv_blocks = 0;
+  double graph_capture_s = 0;
+  int graphs = 0;
+};
+
+class GpuExecutor final : public ModelExecutor {
+ public:
+  static Expected<std::unique_ptr<GpuExecutor>> create(std::shared_ptr<const Artifact> artifact,
+                                                       const GpuExecutorOptions& opts);
+  ~GpuExecutor() override;
+
+  const ModelConfig& config() const override { return cfg_; }
+  std::string device_name() const override { return device_name_; }
+  Status step(std::span<const StepInput> inputs, std::vector<float>& logits) override;
+  void release(SeqId seq) override;
+  bool can_append(SeqId seq, int64_t n) const override;
+  KvUsage kv_usage() const override;
+  int64_t max_context() const override { return max_context_; }
+
+  const GpuStartupTimings& startup() const { return timings_; }
+  const DeviceWeights& weights() const { return weights_; }
+  const KernelModule& module() const { return module_; }
+  cudaStream_t stream() const { return stream_.get(); }
+  // Device checksum (checksum64 kernel) of the weights arena; compare host_checksum64.
+  Expected<uint64_t> device_weights_checksum();
+
+ private:
+  GpuExecutor() = default;
+  struct LayerW {
+    const void *in_norm, *qkv_w, *qkv_b, *o_w, *post_norm, *gu_w, *down_w;
+  };
+  struct SeqState {
+    std::vector<int32_t> blocks;
+    int64_t len = 0;
+  };
+  struct Piece {
+    size_t input;
+    int64_t begin, len;
+  };
+  Status init(std::shared_ptr<const Artifact> artifact, const GpuExecutorOptions& opts);
+  Status run_pass(std::span<const StepInput> inputs, const std::vector<Piece>& pieces,
+                  std::vector<float>& logits);
+  Status forward(int rows, int nsplit);
+  Status gemm(const void* a, const void* w, float* c, int rows, int n, int k, bool accumulate);
+  Status lm_head(int first_row, int rows);
+  Status capture_graphs();
+  int64_t blocks_for(int64_t tokens) const { return (tokens + kKvBlockTokens - 1) / kKvBlockTokens; }
+  void* kcache(int layer) const;
+  void* vcache(int layer) const;
+  int attention_splits(int rows) const;
+
+  std::shared_ptr<const Artifact> art_;
+  GpuExecutorOptions opts_;
+  ModelConfig cfg_;
+  TpPlan plan_;
+  DType dtype_ = DType::F16;
+  std::string device_name_;
+  int device_ = 0;
+  GpuStartupTimings timings_;
+
+  DeviceWeights weights_;
+  KernelModule module_;
+  Stream stream_;
+  void* cublas_ = nullptr;  // cublasHandle_t
+  std::vector<LayerW> layers_;
+  const void *embed_ = nullptr, *final_norm_ = nullptr, *lm_head_w_ = nullptr;
+  int64_t qkv_cols_ = 0, vocab_rows_ = 0;
+  float mscale_ = 1.f;
+
+  cudaKernel_t k_embed_{}, k_rmsnorm_{}, k_rope_{}, k_attn_{}, k_combine_{}, k_swiglu_{}, k_checksum_{};
+  cudaKernel_t k_gemv_[4][8]{};  // hidden, o_res, gate_up_swiglu, down_res; batch 1..8
+
+  // Workspace (sized for max_tokens_per_pass rows).
+  int64_t rows_max_ = 0, split_rows_max_ = 64, splits_max_ = 32;
+  DeviceBuffer ws_;
+  float *x_ = nullptr, *qkv_ = nullptr, *qf_ = nullptr, *gu_ = nullptr, *logits_ = nullptr;
+  float *part_o_ = nullptr, *part_ml_ = nullptr, *inv_freq_ = nullptr;
+  void *h_ = nullptr, *attn_ = nullptr, *act_ = nullptr, *hl_ = nullptr;
+  // Per-pass metadata on the device and its pinned host mirror.
+  DeviceBuffer meta_;
+  PinnedBuffer meta_host_;
+  PinnedBuffer logits_host_;
+  int32_t *d_tokens_ = nullptr, *d_pos_ = nullptr, *d_rowseq_ = nullptr, *d_logit_rows_ = nullptr,
+          *d_tables_ = nullptr;
+  long long* d_slots_ = nullptr;
+  size_t meta_header_bytes_ = 0;
+  int64_t bt_stride_ = 0;  // max blocks per sequence
+
+  // Paged KV pool: [layer][k|v][block][kv_head][32][head_dim]; block 0 is a scratch block
+  // for padded graph rows, never given to a sequence.
+  DeviceBuffer kv_;
+  int64_t num_blocks_ = 0;
+  size_t block_elems_ = 0;  // per layer per k/v per block
+  std::vector<int32_t> free_blocks_;
+  std::unordered_map<SeqId, SeqState> seqs_;
+  int64_t max_context_ = 0;
+
+  std::map<int, cudaGraphExec_t> graphs_;  // decode bucket -> graph
+};
+
+}  // namespace qw::gpu

@@ -1,0 +1,310 @@
+// qwgpu: developer tool for the GPU runtime on the device machine.
+//   qwgpu startup ART [--method staged-pread|staged-mmap|host-register|plain] [--threads N]
+//                 [--chunk-mb N] [--direct] [--no-executor] [--no-graphs] [--sweep]
+//                 [--check-device] [--verify] [-o OUT.json]
+//   qwgpu logits ART TOKENS.i32 OUT.f32 [--chunk N]     teacher-forced logits of every position
+//   qwgpu greedy ART TOKENS.i32 N                        greedy continuation (JSON: tokens, margins)
+//   qwgpu batch-check ART [--seqs 8] [--steps 24]        batched decode == each sequence alone
+//   qwgpu bench ART [-o OUT.json]                        TTFT, prefill and decode throughput
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpu/gpu_executor.h"
+#include "gpu/startup_bench.h"
+
+using namespace qw;
+using namespace qw::gpu;
+using nlohmann::json;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int fail(const Status& s) {
+  std::fprintf(stderr, "qwgpu: %s\n", s.message().c_str());
+  return 1;
+}
+
+std::vector<int32_t> read_tokens(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::vector<char> b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<int32_t> t(b.size() / 4);
+  std::memcpy(t.data(), b.data(), t.size() * 4);
+  return t;
+}
+
+bool flag(std::vector<std::string>& a, const std::string& name) {
+  auto it = std::find(a.begin(), a.end(), name);
+  if (it == a.end()) return false;
+  a.erase(it);
+  return true;
+}
+std::string opt(std::vector<std::string>& a, const std::string& name, const std::string& def) {
+  auto it = std::find(a.begin(), a.end(), name);
+  if (it == a.end() || it + 1 == a.end()) return def;
+  std::string v = *(it + 1);
+  a.erase(it, it + 2);
+  return v;
+}
+
+Expected<std::unique_ptr<GpuExecutor>> open_exec(const std::string& path, double kv_gb, bool graphs) {
+  auto a = Artifact::open(path);
+  if (!a.ok()) return a.status();
+  GpuExecutorOptions o;
+  o.kv_cache_gb = kv_gb;
+  o.cuda_graphs = graphs;
+  return GpuExecutor::create(std::make_shared<Artifact>(std::move(*a)), o);
+}
+
+int argmax(const float* v, int64_t n, float* margin) {
+  int best = 0;
+  float b1 = -INFINITY, b2 = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) {
+    if (v[i] > b1) {
+      b2 = b1;
+      b1 = v[i];
+      best = int(i);
+    } else if (v[i] > b2) {
+      b2 = v[i];
+    }
+  }
+  if (margin) *margin = b1 - b2;
+  return best;
+}
+
+int cmd_startup(std::vector<std::string> a) {
+  StartupBenchOptions o;
+  std::string m = opt(a, "--method", "staged-pread");
+  if (!parse_load_method(m, &o.load.method)) return fail(Status::Error("unknown --method " + m));
+  o.load.threads = std::stoi(opt(a, "--threads", "8"));
+  o.load.chunk_bytes = size_t(std::stoi(opt(a, "--chunk-mb", "16"))) << 20;
+  o.load.direct_io = flag(a, "--direct");
+  o.executor = !flag(a, "--no-executor");
+  o.cuda_graphs = !flag(a, "--no-graphs");
+  o.sweep_methods = flag(a, "--sweep");
+  o.check_device = flag(a, "--check-device");
+  o.verify_checksums = flag(a, "--verify");
+  o.measure_floors = !flag(a, "--no-floors");
+  const std::string out = opt(a, "-o", "");
+  if (a.empty()) return fail(Status::Error("startup: artifact path missing"));
+  auto r = run_startup_bench(a[0], o);
+  if (!r.ok()) return fail(r.status());
+  std::cout << r->dump(2) << std::endl;
+  if (!out.empty()) std::ofstream(out) << r->dump(2) << "\n";
+  return 0;
+}
+
+int cmd_logits(std::vector<std::string> a) {
+  const int64_t chunk = std::stoll(opt(a, "--chunk", "100000000"));
+  if (a.size() < 3) return fail(Status::Error("logits: ART TOKENS OUT"));
+  auto e = open_exec(a[0], 8, false);
+  if (!e.ok()) return fail(e.status());
+  auto toks = read_tokens(a[1]);
+  std::ofstream out(a[2], std::ios::binary);
+  std::vector<float> lg;
+  for (int64_t b = 0; b < int64_t(toks.size()); b += chunk) {
+    const int64_t n = std::min<int64_t>(chunk, int64_t(toks.size()) - b);
+    StepInput in;
+    in.seq = 1;
+    in.tokens = std::span<const int32_t>(toks.data() + b, size_t(n));
+    in.start_pos = b;
+    in.all_logits = true;
+    Status st = (*e)->step(std::span<const StepInput>(&in, 1), lg);
+    if (!st.ok()) return fail(st);
+    out.write(reinterpret_cast<const char*>(lg.data()), std::streamsize(lg.size() * 4));
+  }
+  std::printf("logits: %zu positions x %lld written to %s\n", toks.size(), (long long)(*e)->config().vocab_size,
+              a[2].c_str());
+  return 0;
+}
+
+int cmd_greedy(std::vector<std::string> a) {
+  if (a.size() < 3) return fail(Status::Error("greedy: ART TOKENS N"));
+  auto e = open_exec(a[0], 8, true);
+  if (!e.ok()) return fail(e.status());
+  auto toks = read_tokens(a[1]);
+  const int n = std::stoi(a[2]);
+  const int64_t V = (*e)->config().vocab_size;
+  std::vector<float> lg;
+  json out = {{"tokens", json::array()}, {"margins", json::array()}};
+  StepInput in;
+  in.seq = 7;
+  in.tokens = std::span<const int32_t>(toks);
+  in.start_pos = 0;
+  Status st = (*e)->step(std::span<const StepInput>(&in, 1), lg);
+  if (!st.ok()) return fail(st);
+  int64_t pos = int64_t(toks.size());
+  for (int i = 0; i < n; ++i) {
+    float margin = 0;
+    int32_t t = argmax(lg.data(), V, &margin);
+    out["tokens"].push_back(t);
+    out["margins"].push_back(margin);
+    if (i + 1 == n) break;
+    in.tokens = std::span<const int32_t>(&t, 1);
+    in.start_pos = pos++;
+    st = (*e)->step(std::span<const StepInput>(&in, 1), lg);
+    if (!st.ok()) return fail(st);
+  }
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
+
+// Decodes `steps` greedy tokens for each prompt, either all sequences batched in one step
+// call or one sequence at a time.
+Status decode_greedy(GpuExecutor& e, const std::vector<std::vector<int32_t>>& prompts, int steps, bool batched,
+                     std::vector<std::vector<int32_t>>* outs) {
+  const int64_t V = e.config().vocab_size;
+  outs->assign(prompts.size(), {});
+  auto run = [&](std::vector<size_t> ids) -> Status {
+    std::vector<StepInput> ins(ids.size());
+    std::vector<int32_t> last(ids.size());
+    std::vector<int64_t> pos(ids.size());
+    for (size_t k = 0; k < ids.size(); ++k) {
+      ins[k].seq = 100 + ids[k];
+      ins[k].tokens = std::span<const int32_t>(prompts[ids[k]]);
+      ins[k].start_pos = 0;
+      pos[k] = int64_t(prompts[ids[k]].size());
+    }
+    std::vector<float> lg;
+    QW_RETURN_IF_ERROR(e.step(ins, lg));
+    for (int s = 0; s < steps; ++s) {
+      for (size_t k = 0; k < ids.size(); ++k) {
+        last[k] = argmax(lg.data() + k * size_t(V), V, nullptr);
+        (*outs)[ids[k]].push_back(last[k]);
+        ins[k].tokens = std::span<const int32_t>(&last[k], 1);
+        ins[k].start_pos = pos[k]++;
+      }
+      if (s + 1 == steps) break;
+      QW_RETURN_IF_ERROR(e.step(ins, lg));
+    }
+    for (size_t id : ids) e.release(100 + id);
+    return Status::Ok();
+  };
+  if (batched) {
+    std::vector<size_t> all(prompts.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    return run(all);
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) QW_RETURN_IF_ERROR(run({i}));
+  return Status::Ok();
+}
+
+int cmd_batch_check(std::vector<std::string> a) {
+  const int nseq = std::stoi(opt(a, "--seqs", "8"));
+  const int steps = std::stoi(opt(a, "--steps", "24"));
+  if (a.empty()) return fail(Status::Error("batch-check: ART"));
+  auto e = open_exec(a[0], 8, true);
+  if (!e.ok()) return fail(e.status());
+  std::mt19937_64 rng(uint64_t(std::chrono::steady_clock::now().time_since_epoch().count()));
+  std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(nseq));
+  for (int i = 0; i < nseq; ++i) {
+    prompts[size_t(i)].resize(size_t(3 + (rng() % 200)));
+    for (auto& t : prompts[size_t(i)]) t = int32_t(rng() % uint64_t(std::min<int64_t>((*e)->config().vocab_size, 150000)));
+  }
+  std::vector<std::vector<int32_t>> alone, batched;
+  Status st = decode_greedy(**e, prompts, steps, false, &alone);
+  if (!st.ok()) return fail(st);
+  st = decode_greedy(**e, prompts, steps, true, &batched);
+  if (!st.ok()) return fail(st);
+  int same = 0;
+  for (int i = 0; i < nseq; ++i) same += alone[size_t(i)] == batched[size_t(i)];
+  std::printf("batch-check: %d/%d sequences identical (lengths", same, nseq);
+  for (auto& p : prompts) std::printf(" %zu", p.size());
+  std::printf(", %d steps)\n", steps);
+  return same == nseq ? 0 : 2;
+}
+
+int cmd_bench(std::vector<std::string> a) {
+  const std::string outp = opt(a, "-o", "");
+  if (a.empty()) return fail(Status::Error("bench: ART"));
+  auto e = open_exec(a[0], 16, true);
+  if (!e.ok()) return fail(e.status());
+  GpuExecutor& ex = **e;
+  std::mt19937_64 rng(42);
+  auto rand_tokens = [&](size_t n) {
+    std::vector<int32_t> t(n);
+    for (auto& x : t) x = int32_t(rng() % 150000 % uint64_t(ex.config().vocab_size));
+    return t;
+  };
+  json out;
+  out["device"] = ex.device_name();
+  std::vector<float> lg;
+  // TTFT / prefill.
+  for (int n : {128, 2048}) {
+    auto p = rand_tokens(size_t(n));
+    std::vector<double> ts;
+    for (int rep = 0; rep < 6; ++rep) {
+      StepInput in{1, std::span<const int32_t>(p), 0, true, false};
+      const double t = now_s();
+      Status st = ex.step(std::span<const StepInput>(&in, 1), lg);
+      if (!st.ok()) return fail(st);
+      ts.push_back(now_s() - t);
+      ex.release(1);
+    }
+    std::sort(ts.begin() + 1, ts.end());
+    const double med = ts[1 + (ts.size() - 1) / 2];
+    out["ttft_ms"][std::to_string(n)] = med * 1e3;
+    out["prefill_tok_s"][std::to_string(n)] = n / med;
+  }
+  // Decode at batch 1/8/32 after 128-token prompts.
+  for (int B : {1, 8, 32}) {
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<StepInput> ins(static_cast<size_t>(B));
+    for (int i = 0; i < B; ++i) prompts.push_back(rand_tokens(128));
+    for (int i = 0; i < B; ++i) ins[size_t(i)] = {SeqId(10 + i), std::span<const int32_t>(prompts[size_t(i)]), 0, true, false};
+    Status st = ex.step(ins, lg);
+    if (!st.ok()) return fail(st);
+    std::vector<int32_t> tok(size_t(B), 1);
+    const int steps = 64;
+    std::vector<double> ts;
+    for (int s = 0; s < steps; ++s) {
+      for (int i = 0; i < B; ++i) {
+        tok[size_t(i)] = int32_t(rng() % 1000);
+        ins[size_t(i)].tokens = std::span<const int32_t>(&tok[size_t(i)], 1);
+        ins[size_t(i)].start_pos = 128 + s;
+      }
+      const double t = now_s();
+      st = ex.step(ins, lg);
+      if (!st.ok()) return fail(st);
+      ts.push_back(now_s() - t);
+    }
+    for (int i = 0; i < B; ++i) ex.release(SeqId(10 + i));
+    std::sort(ts.begin() + 4, ts.end());
+    const double med = ts[4 + (ts.size() - 4) / 2];
+    out["decode_step_ms"][std::to_string(B)] = med * 1e3;
+    out["decode_tok_s"][std::to_string(B)] = B / med;
+  }
+  out["weight_bytes"] = ex.startup().weight_bytes;
+  out["decode_weight_gbps_b1"] = double(ex.startup().weight_bytes) / (out["decode_step_ms"]["1"].get<double>() * 1e-3) / 1e9;
+  std::cout << out.dump(2) << std::endl;
+  if (!outp.empty()) std::ofstream(outp) << out.dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: qwgpu startup|logits|greedy|batch-check|bench ARTIFACT ...\n");
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  std::vector<std::string> a(argv + 2, argv + argc);
+  if (cmd == "startup") return cmd_startup(a);
+  if (cmd == "logits") return cmd_logits(a);
+  if (cmd == "greedy") return cmd_greedy(a);
+  if (cmd == "batch-check") return cmd_batch_check(a);
+  if (cmd == "bench") return cmd_bench(a);
+  std::fprintf(stderr, "qwgpu: unknown command %s\n", cmd.c_str());
+  return 2;
+}
