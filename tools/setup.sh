@@ -20,6 +20,8 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js runs the official openai client in the server tests; any installed node will do.
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
@@ -29,5 +31,10 @@ fi
 if [ ! -x /usr/local/cuda/bin/nvcc ]; then
   echo "setup.sh: CUDA toolkit not found under /usr/local/cuda (install CUDA 13 first)" >&2
   exit 1
+fi
+# The openai npm client for tests/server/js (versions pinned by its package-lock.json).
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -d "$root/tests/server/js/node_modules/openai" ]; then
+  (cd "$root/tests/server/js" && npm ci --no-audit --no-fund >/dev/null)
 fi
 echo "setup.sh: all dependencies present"
