@@ -138,10 +138,20 @@ Status ArtifactWriter::finish(const ArtifactMetadata& m) {
                                            s.compression, s.uncompressed_size,
                                            fb::ChecksumAlgorithm::XXH3_64, s.checksum));
   std::vector<flatbuffers::Offset<fb::Tensor>> tens;
-  for (const auto& t : tensors_)
+  for (const auto& t : tensors_) {
+    flatbuffers::Offset<fb::QuantParams> quant = 0;
+    if (t.quant) {
+      const QuantRecord& q = *t.quant;
+      auto opt = [](const std::string& v) { return v.empty() ? nullptr : v.c_str(); };
+      quant = fb::CreateQuantParamsDirect(b, q.method.c_str(), q.bits, q.group_size, q.symmetric,
+                                          q.act_order, opt(q.scales_tensor), opt(q.zeros_tensor),
+                                          opt(q.g_idx_tensor), opt(q.packing), q.rows, q.cols,
+                                          opt(q.perm_tensor), q.zero_point);
+    }
     tens.push_back(fb::CreateTensorDirect(b, t.name.c_str(), fb::DType(t.dtype), &t.shape,
                                           t.tp_rank, t.section, t.offset, t.size, t.layout,
-                                          t.tp_split, 0));
+                                          t.tp_split, quant));
+  }
   std::vector<flatbuffers::Offset<fb::KernelImage>> kers;
   for (const auto& k : m.kernels)
     kers.push_back(fb::CreateKernelImageDirect(b, k.module.c_str(), k.arch.c_str(),

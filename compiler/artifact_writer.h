@@ -3,6 +3,7 @@
 // finish(). Destroying an unfinished writer removes the temporary file.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -15,6 +16,18 @@
 
 namespace qw {
 
+// QuantParams of an INT4 weight (schema/artifact.fbs, docs/int4_layout.md).
+struct QuantRecord {
+  std::string method = "gptq";
+  int bits = 4;
+  int group_size = 0;
+  bool symmetric = true;
+  bool act_order = false;
+  std::string scales_tensor, zeros_tensor, g_idx_tensor, packing, perm_tensor;
+  int64_t rows = 0, cols = 0;
+  int zero_point = 8;
+};
+
 struct TensorRecord {
   std::string name;
   DType dtype = DType::F16;
@@ -25,6 +38,7 @@ struct TensorRecord {
   uint64_t size = 0;
   fb::Layout layout = fb::Layout::Plain;
   fb::TpSplit tp_split = fb::TpSplit::Replicated;
+  std::optional<QuantRecord> quant;
 };
 
 struct KernelImageRecord {

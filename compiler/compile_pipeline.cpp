@@ -4,9 +4,18 @@
 #include <cstring>
 #include <filesystem>
 #include <future>
+#include <fstream>
+#include <iterator>
 #include <mutex>
+#include <optional>
+#include <unistd.h>
 
 #include "artifact_format.h"
+#include "compiler/gptq/calib_text.h"
+#include "compiler/gptq/int4_emitter.h"
+#include "compiler/gptq/int4_plan.h"
+#include "compiler/gptq/model_quantizer.h"
+#include "compiler/gptq/quant_config.h"
 #include "compiler/hf_config.h"
 #include "compiler/safetensors_reader.h"
 #include "compiler/tp_partition.h"
@@ -14,6 +23,7 @@
 #include "core/checksum.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "tokenizer/tokenizer.h"
 
 namespace qw {
 
@@ -27,10 +37,78 @@ constexpr uint64_t kChunkBytes = uint64_t(64) << 20;
 
 std::string dtype_flag(DType d) { return d == DType::BF16 ? "bf16" : "fp16"; }
 
+// Removes the quantizer's scratch checkpoint however the compile ends.
+struct ScratchDir {
+  std::string path;
+  ~ScratchDir() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+};
+
+// The INT4 source: the GPTQ tensors (imported or just quantized) and their settings.
+struct Int4Source {
+  gptq::GptqConfig config;
+  std::optional<Checkpoint> quantized;  // scratch checkpoint when qwc quantized the model
+  ScratchDir scratch;
+  std::string calib_sha256;             // of the calibration text, for provenance
+};
+
+Expected<std::vector<std::vector<int32_t>>> calibration_tokens(const CompileOptions& o,
+                                                               std::string& sha) {
+  std::string text;
+  if (!o.calib_file.empty()) {
+    std::ifstream in(o.calib_file, std::ios::binary);
+    if (!in) return Status::Error(o.calib_file + ": cannot open the calibration text");
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  } else {
+    text = gptq::builtin_calibration_text();
+  }
+  if (text.empty()) return Status::Error("the calibration text is empty");
+  sha = sha256_hex({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+  QW_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::from_hf_dir(o.checkpoint_dir));
+  std::vector<int32_t> ids = tok.encode(text, false);
+  if (int64_t(ids.size()) > o.calib_max_tokens) ids.resize(size_t(o.calib_max_tokens));
+  return gptq::split_calibration(ids, o.calib_seq_len);
+}
+
+Status prepare_int4(const CompileOptions& o, const ModelConfig& config, const Checkpoint& ckpt,
+                    const std::optional<gptq::GptqConfig>& imported, Int4Source& src) {
+  if (imported) {
+    if (o.rtn || !o.calib_file.empty() || o.calib_builtin || o.act_order)
+      return Status::Error(imported->source + ": the checkpoint is already GPTQ-quantized; "
+                           "--rtn, --calib, --calib-builtin and --act-order do not apply");
+    src.config = *imported;
+    return Status::Ok();
+  }
+  if (o.group_size != 32 && o.group_size != 64 && o.group_size != 128 && o.group_size != -1)
+    return Status::Error("--group-size must be 32, 64, 128 or -1");
+  if (!o.rtn && o.calib_file.empty() && !o.calib_builtin)
+    return Status::Error("--dtype int4-gptq on an FP16/BF16 checkpoint needs --calib FILE, "
+                         "--calib-builtin or --rtn");
+  gptq::ModelQuantizeOptions q;
+  q.settings.group_size = o.group_size;
+  q.settings.sym = true;
+  q.settings.act_order = o.act_order;
+  q.settings.damp_percent = o.damp_percent;
+  q.settings.threads = o.threads ? o.threads : default_threads();
+  q.rtn = o.rtn;
+  q.cancel = o.cancel;
+  if (!o.rtn) {
+    QW_ASSIGN_OR_RETURN(q.calibration, calibration_tokens(o, src.calib_sha256));
+  }
+  src.scratch.path = o.output + ".gptq.tmp." + std::to_string(::getpid());
+  q.out_dir = src.scratch.path;
+  QW_ASSIGN_OR_RETURN(src.config, gptq::quantize_model(config, ckpt, q));
+  QW_ASSIGN_OR_RETURN(Checkpoint qc, Checkpoint::open(src.scratch.path));
+  src.quantized.emplace(std::move(qc));
+  return Status::Ok();
+}
+
 // Files whose bytes determine the artifact, hashed for provenance in background threads
 // so hashing overlaps the conversion.
 std::vector<std::string> provenance_files(const std::string& dir, const Checkpoint& ckpt) {
-  std::vector<std::string> names = {"config.json", "generation_config.json",
+  std::vector<std::string> names = {"config.json", "generation_config.json", "quantize_config.json",
                                     "model.safetensors.index.json", "tokenizer.json",
                                     "tokenizer_config.json", "chat_template.jinja"};
   std::vector<std::string> out;
@@ -110,8 +188,14 @@ class TensorEmitter {
 }  // namespace
 
 std::string normalized_command_line(const CompileOptions& o) {
-  std::string s = "qwc compile CHECKPOINT --dtype " + dtype_flag(o.dtype) + " --tp " +
-                  std::to_string(o.tp);
+  std::string s = "qwc compile CHECKPOINT --dtype " + (o.int4 ? "int4-gptq" : dtype_flag(o.dtype)) +
+                  " --tp " + std::to_string(o.tp);
+  if (o.int4 && (o.rtn || o.calib_builtin || !o.calib_file.empty())) {
+    s += " --group-size " + std::to_string(o.group_size);
+    s += o.rtn ? " --rtn" : o.calib_builtin && o.calib_file.empty() ? " --calib-builtin" : " --calib FILE";
+    if (o.act_order) s += " --act-order";
+    if (!o.rtn && o.damp_percent != 0.01) s += " --damp " + std::to_string(o.damp_percent);
+  }
   if (!o.archs.empty()) {
     s += " --arch ";
     for (size_t i = 0; i < o.archs.size(); ++i) s += (i ? "," : "") + o.archs[i];
@@ -127,7 +211,29 @@ Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
   QW_ASSIGN_OR_RETURN(GenerationDefaults gen, read_generation_config(o.checkpoint_dir, config));
   QW_ASSIGN_OR_RETURN(TpPlan plan, make_tp_plan(config, o.tp));
   QW_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::open(o.checkpoint_dir));
-  QW_ASSIGN_OR_RETURN(auto ranks, plan_partition(config, plan, ckpt));
+  QW_ASSIGN_OR_RETURN(std::optional<gptq::GptqConfig> imported, gptq::read_gptq_config(o.checkpoint_dir));
+  if (imported && !o.int4)
+    return Status::Error(imported->source + ": the checkpoint is GPTQ-quantized; compile it with "
+                         "--dtype int4-gptq");
+  if (o.int4 && o.dtype != DType::F16)
+    return Status::Error("internal: int4-gptq keeps its unquantized tensors in fp16");
+  // Each rank's tensors in artifact order; with INT4 the linear weights come from GPTQ tensors.
+  std::vector<std::vector<gptq::Int4Entry>> ranks;
+  Int4Source int4;
+  if (o.int4) {
+    QW_RETURN_IF_ERROR(prepare_int4(o, config, ckpt, imported, int4));
+    QW_ASSIGN_OR_RETURN(ranks, gptq::plan_int4_partition(config, plan, ckpt,
+                                                         int4.quantized ? *int4.quantized : ckpt));
+  } else {
+    QW_ASSIGN_OR_RETURN(auto plain, plan_partition(config, plan, ckpt));
+    ranks.resize(plain.size());
+    for (size_t r = 0; r < plain.size(); ++r)
+      for (auto& t : plain[r]) {
+        gptq::Int4Entry e;
+        e.plain = std::move(t);
+        ranks[r].push_back(std::move(e));
+      }
+  }
   std::vector<uint8_t> tokenizer;
   if (o.tokenizer_builder) {
     QW_ASSIGN_OR_RETURN(tokenizer, o.tokenizer_builder(o.checkpoint_dir));
@@ -147,21 +253,27 @@ Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
 
   uint64_t total = 0;
   for (const auto& r : ranks)
-    for (const auto& t : r) total += uint64_t(t.rows()) * uint64_t(t.row_elems()) * dtype_size(o.dtype);
+    for (const auto& e : r)
+      total += e.quantized ? gptq::Int4Emitter::approx_bytes(e.quant)
+                           : uint64_t(e.plain.rows()) * uint64_t(e.plain.row_elems()) * dtype_size(o.dtype);
 
   QW_ASSIGN_OR_RETURN(ArtifactWriter w, ArtifactWriter::create(o.output));
   ConversionStats stats;
   CompileReport report;
   const unsigned threads = o.threads ? o.threads : default_threads();
   TensorEmitter emitter(ckpt, w, o.dtype, threads, stats);
+  gptq::Int4Emitter int4_emitter(int4.quantized ? *int4.quantized : ckpt, int4.config, w);
   {
     ProgressBar bar("compile", total);
     for (size_t r = 0; r < ranks.size(); ++r) {
       QW_ASSIGN_OR_RETURN(uint32_t sec, w.begin_section("weights.rank" + std::to_string(r),
                                                         fb::SectionKind::Weights, int(r)));
-      for (const auto& t : ranks[r]) {
+      for (const auto& e : ranks[r]) {
         if (o.cancel && o.cancel->load()) return Status::Error("interrupted");
-        QW_RETURN_IF_ERROR(emitter.emit(t, int(r), sec, bar, report.bytes_read));
+        if (e.quantized)
+          QW_RETURN_IF_ERROR(int4_emitter.emit(e.quant, int(r), o.tp, sec, bar, report.bytes_read));
+        else
+          QW_RETURN_IF_ERROR(emitter.emit(e.plain, int(r), sec, bar, report.bytes_read));
       }
       QW_RETURN_IF_ERROR(w.end_section());
     }
@@ -182,6 +294,7 @@ Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
   meta.target_archs = o.archs;
   meta.compiler_version = o.compiler_version;
   meta.command_line = normalized_command_line(o);
+  if (!int4.calib_sha256.empty()) meta.command_line += " (calibration text sha256 " + int4.calib_sha256 + ")";
   meta.kernels = kernels.images;
   for (size_t i = 0; i < files.size(); ++i) {
     QW_ASSIGN_OR_RETURN(std::string sha, hashes[i].get());

@@ -32,6 +32,20 @@ struct CompileOptions {
                                        const std::vector<std::string>&)>
       kernel_builder;
   std::string compiler_version;
+
+  // --dtype int4-gptq: the linear layers become 4-bit GPTQ (docs/int4_layout.md); the other
+  // tensors use `dtype` (fp16). A GPTQ checkpoint is imported as is; an FP16/BF16 one is
+  // quantized: RTN with `rtn`, else GPTQ on calibration text (`calib_file` or the built-in
+  // set). The group size, act-order and dampening apply to quantization only.
+  bool int4 = false;
+  int group_size = 128;
+  bool rtn = false;
+  bool act_order = false;
+  double damp_percent = 0.01;
+  std::string calib_file;
+  bool calib_builtin = false;
+  int64_t calib_seq_len = 512;
+  int64_t calib_max_tokens = 16384;
 };
 
 struct CompileReport {

@@ -9,6 +9,7 @@
 #include "artifact/artifact.h"
 #include "compiler/compile_pipeline.h"
 #include "compiler/inspect.h"
+#include "compiler/kernel_compiler.h"
 #include "compiler/test_model_writer.h"
 #include "qw_version.h"
 #include "tokenizer/tokenize_cli.h"
@@ -55,7 +56,24 @@ int main(int argc, char** argv) {
       ->required()->check(CLI::ExistingDirectory);
   compile->add_option("-o,--output", copt.output, "Output artifact (.qwart)")->required();
   compile->add_option("--dtype", dtype, "Weight type in the artifact")
-      ->check(CLI::IsMember({"fp16", "bf16"}))->capture_default_str();
+      ->check(CLI::IsMember({"fp16", "bf16", "int4-gptq"}))->capture_default_str();
+  compile->add_option("--group-size", copt.group_size,
+                      "int4-gptq quantization: input features per scale group (32, 64, 128, -1 = "
+                      "whole row)")
+      ->check(CLI::IsMember({32, 64, 128, -1}))->capture_default_str();
+  auto* calib_opt = compile->add_option("--calib", copt.calib_file,
+                                        "int4-gptq: GPTQ calibration text file (UTF-8)")
+                        ->check(CLI::ExistingFile);
+  auto* calib_builtin = compile->add_flag("--calib-builtin", copt.calib_builtin,
+                                          "int4-gptq: GPTQ on the built-in multilingual calibration text");
+  auto* rtn = compile->add_flag("--rtn", copt.rtn, "int4-gptq: round-to-nearest instead of GPTQ");
+  calib_opt->excludes(calib_builtin)->excludes(rtn);
+  calib_builtin->excludes(rtn);
+  compile->add_flag("--act-order", copt.act_order,
+                    "int4-gptq GPTQ: quantize columns by decreasing Hessian diagonal (desc_act)");
+  compile->add_option("--damp", copt.damp_percent,
+                      "int4-gptq GPTQ: dampening, fraction of the mean Hessian diagonal")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   compile->add_option("--tp", copt.tp, "Tensor-parallel degree (per-rank weight sections)")
       ->check(CLI::IsMember({1, 2, 4, 8}))->capture_default_str();
   compile->add_option("--arch", archs,
@@ -110,9 +128,11 @@ int main(int argc, char** argv) {
 
   if (*compile) {
     copt.dtype = dtype == "bf16" ? qw::DType::BF16 : qw::DType::F16;
+    copt.int4 = dtype == "int4-gptq";
     copt.archs = split_archs(archs);
     copt.cancel = &g_cancel;
     copt.compiler_version = QW_VERSION;
+    copt.kernel_builder = qw::compile_kernels;
     copt.tokenizer_builder = [](const std::string& dir) -> qw::Expected<std::vector<uint8_t>> {
       if (!std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json")) {
         std::fprintf(stderr, "qwc: warning: %s has no tokenizer.json; the artifact will have no "

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU checks on the device machine, in one call:
 #   tools/gpu_check.sh [tiny|7b|all]      (default tiny)
-# Uses binaries from $QW_BIN (default .carry/bin: qwgpu, qw_gpu_tests, qwc_k built on the CPU
-# machine) or builds them when absent. Writes logs/JSON under $OUT (or /tmp/qw_gpu_out) and
+# Uses binaries from $QW_BIN (default .carry/bin: qwc, qwrun + libcpp-httplib, qwgpu,
+# qw_gpu_tests built on the CPU machine by tools/stage_gpu_bins.sh) or builds them when absent. Writes logs/JSON under $OUT (or /tmp/qw_gpu_out) and
 # prints a short table last. Exit status non-zero if any check failed (a skipped GPU test
 # counts as a failure).
 set -u -o pipefail
@@ -19,10 +19,13 @@ export PYTHONUNBUFFERED=1 QW_KERNEL_CACHE=$WORK/kcache
 if [ ! -x "$BIN/qwgpu" ]; then
   echo "building (no carried binaries in $BIN)"
   cmake -S "$ROOT" -B "$WORK/build" -G Ninja -DCMAKE_CUDA_ARCHITECTURES=90a >/dev/null &&
-    ninja -C "$WORK/build" qwgpu qw_gpu_tests || exit 1
+    ninja -C "$WORK/build" qwc qwrun qwgpu qw_gpu_tests || exit 1
   BIN=$WORK/build/bin; mkdir -p "$BIN"
-  cp "$WORK/build/runtime/gpu/qwgpu" "$WORK/build/tests/gpu/qw_gpu_tests" "$BIN/"
+  cp "$WORK/build/runtime/gpu/qwgpu" "$WORK/build/tests/gpu/qw_gpu_tests" "$WORK/build/compiler/qwc" \
+     "$WORK/build/runtime/cli/qwrun" "$BIN/"
 fi
+qmake() { "$BIN/qwc" make-test-model --preset "$1" --seed "$2" -o "$3" --tokenizer "$ROOT/tests/data"; }
+qcompile() { "$BIN/qwc" compile "$1" -o "$2" --dtype "$3" --arch "$4"; }
 declare -a ROWS
 FAILS=0
 row() {
@@ -44,10 +47,10 @@ gen_tokens() { python3 -c "import numpy as np,sys; r=np.random.default_rng(); r.
 if [ "$MODE" = tiny ] || [ "$MODE" = all ]; then
   run kernel_tests "$BIN/qw_gpu_tests"; rc=$?
   if [ $rc -ne 0 ] || grep -q "skipped: no GPU" "$OUTD/kernel_tests.log"; then row "kernel tests (f16+bf16)" FAIL "rc=$rc"; else row "kernel tests (f16+bf16)" ok "$(grep -o 'assertions:.*' "$OUTD/kernel_tests.log" | head -1)"; fi
-  rm -rf "$WORK/tiny"; "$BIN/qwc_k" make tiny $RANDOM "$WORK/tiny" '' "$ROOT/tests/data" >/dev/null 2>&1 || row "make tiny" FAIL ""
+  rm -rf "$WORK/tiny"; qmake tiny $RANDOM "$WORK/tiny" >/dev/null 2>&1 || row "make tiny" FAIL ""
   for dt in fp16 bf16; do
     A=$WORK/tiny_$dt.qwart
-    "$BIN/qwc_k" compile "$WORK/tiny" "$A" $dt sm_90a,sm_80 >"$OUTD/compile_tiny_$dt.log" 2>&1 || { row "compile tiny $dt" FAIL ""; continue; }
+    qcompile "$WORK/tiny" "$A" $dt sm_90a,sm_80 >"$OUTD/compile_tiny_$dt.log" 2>&1 || { row "compile tiny $dt" FAIL ""; continue; }
     gen_tokens 512 "$WORK/tok512.i32"
     run logits_tiny_$dt "$BIN/qwgpu" logits "$A" "$WORK/tok512.i32" "$WORK/ours_$dt.f32" --chunk 200
     head -c 256 "$WORK/tok512.i32" > "$WORK/prompt64.i32"
@@ -71,19 +74,23 @@ fi
 if [ "$MODE" = 7b ] || [ "$MODE" = all ]; then
   C7=$WORK/ck7b; A7=$WORK/m7b_fp16.qwart
   df -h "$WORK" | tail -1
-  t0=$(date +%s.%N)
-  [ -f "$C7/config.json" ] || "$BIN/qwc_k" make 7b 7 "$C7" '' "$ROOT/tests/data" >"$OUTD/make7b.log" 2>&1 || row "make 7b" FAIL ""
-  t1=$(date +%s.%N)
-  [ -f "$A7" ] || "$BIN/qwc_k" compile "$C7" "$A7" fp16 sm_90a,sm_80 >"$OUTD/compile7b.log" 2>&1 || row "compile 7b" FAIL "$(tail -1 "$OUTD/compile7b.log")"
-  t2=$(date +%s.%N)
-  row "7b make / compile (s)" info "$(echo "$t1 - $t0" | bc) / $(echo "$t2 - $t1" | bc)"
+  t0=$(date +%s)
+  [ -f "$C7/config.json" ] || qmake 7b 7 "$C7" >"$OUTD/make7b.log" 2>&1 || row "make 7b" FAIL ""
+  t1=$(date +%s)
+  [ -f "$A7" ] || qcompile "$C7" "$A7" fp16 sm_90a,sm_80 >"$OUTD/compile7b.log" 2>&1 || row "compile 7b" FAIL "$(tail -1 "$OUTD/compile7b.log")"
+  t2=$(date +%s)
+  row "7b make / compile (s)" info "$((t1 - t0)) / $((t2 - t1))"
   # Warm page cache: read it once.
   cat "$A7" > /dev/null
   for i in 1 2; do
-    run startup7b_warm$i "$BIN/qwgpu" startup "$A7" --check-device -o "$OUTD/startup7b_warm$i.json"; rc=$?
+    run startup7b_warm$i "$BIN/qwgpu" startup "$A7" --check-device -o "$RES/startup7b_warm$i.json"; rc=$?
   done
   row "7b startup warm (s to ready)" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(python3 -c "import json;d=json.load(open('$RES/startup7b_warm2.json'));print('ready %.2f s from process start, total %.2f, h2d %.1f GB/s, floor %.2f s, device==file %s'%(d['process_start_to_ready_s'],d['total_to_ready_s'],d['weights']['h2d_gbps'],d['floors']['warm_floor_s'],d.get('device_check',{}).get('equal')))" 2>&1)"
-  run startup7b_sweep "$BIN/qwgpu" startup "$A7" --no-executor --sweep --no-floors -o "$RES/startup7b_sweep.json"
+  run startup7b_sweep timeout 240 "$BIN/qwgpu" startup "$A7" --no-executor --sweep --no-floors -o "$RES/startup7b_sweep.json"
+  for m in host-register plain; do
+    run startup7b_$m timeout 120 "$BIN/qwgpu" startup "$A7" --no-executor --no-floors --method $m
+    row "7b load via $m" info "$(grep -o '"h2d_gbps": [0-9.]*' "$OUTD/startup7b_$m.log" || echo 'no result (timeout 120 s or error)')"
+  done
   row "7b load method sweep" info "$(python3 -c "import json;d=json.load(open('$RES/startup7b_sweep.json'));print(' '.join('%s/%d:%.1f'%(r['method'],r['threads'],r.get('gbps',0)) for r in d['method_sweep']))" 2>&1)"
   run hf_load7b python3 tools/bench_transformers_load.py "$C7" --dtype fp16
   row "7b transformers from_pretrained" info "$(tail -n1 "$OUTD/hf_load7b.log" | cut -c1-160)"
@@ -99,8 +106,8 @@ if [ "$MODE" = 7b ] || [ "$MODE" = all ]; then
   run logits7b "$BIN/qwgpu" logits "$A7" "$WORK/tok512.i32" "$WORK/ours7b.f32" --chunk 300
   run cmp7b python3 tools/compare_logits.py "$C7" "$WORK/tok512.i32" "$WORK/ours7b.f32" --dtype fp16; rc=$?
   row "7b fp16 logits vs HF fp32 (512)" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/cmp7b.log" | cut -c1-200)"
-  run bench7b "$BIN/qwgpu" bench "$A7" -o "$RES/bench7b.json"
-  row "7b bench" info "$(python3 -c "import json;d=json.load(open('$RES/bench7b.json'));print('ttft128 %.1f ms ttft2048 %.1f ms decode tok/s b1 %.1f b8 %.1f b32 %.1f (b1 %.0f GB/s)'%(d['ttft_ms']['128'],d['ttft_ms']['2048'],d['decode_tok_s']['1'],d['decode_tok_s']['8'],d['decode_tok_s']['32'],d['decode_weight_gbps_b1']))" 2>&1)"
+  run bench7b "$BIN/qwrun" bench "$A7" --device gpu --kv-cache-gb 16 --out "$RES/bench7b.json"
+  row "7b bench" info "$(python3 -c "import json;d=json.load(open('$RES/bench7b.json'));print('ttft128 %.1f ms ttft2048 %.1f ms decode tok/s b1 %.1f b8 %.1f b32 %.1f (b1 %.0f GB/s of weights)'%(d['ttft_ms']['128'],d['ttft_ms']['2048'],d['decode_tok_s']['1'],d['decode_tok_s']['8'],d['decode_tok_s']['32'],d['weight_bytes']*d['decode_tok_s']['1']/1e9))" 2>&1)"
 fi
 
 [ -f "$OUTD/hf_load7b.log" ] && tail -n1 "$OUTD/hf_load7b.log" > "$RES/hf_load7b.json"

@@ -15,6 +15,7 @@ PKGS=(
   libssl-dev                                # SHA-256 of source files (provenance)
   clang libclang-rt-14-dev                  # libFuzzer targets, sanitizers
   clang-format
+  shellcheck curl                           # deployment checks (tools/check_deploy.sh)
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -34,7 +35,10 @@ if [ ! -x /usr/local/cuda/bin/nvcc ]; then
 fi
 # The openai npm client for tests/server/js (versions pinned by its package-lock.json).
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [ ! -d "$root/tests/server/js/node_modules/openai" ]; then
-  (cd "$root/tests/server/js" && npm ci --no-audit --no-fund >/dev/null)
-fi
+# npm packages for tests, pinned by each folder's package-lock.json.
+for d in tests/server/js tests/deploy tests/web; do
+  if [ -f "$root/$d/package-lock.json" ] && [ ! -d "$root/$d/node_modules" ]; then
+    (cd "$root/$d" && npm ci --no-audit --no-fund >/dev/null)
+  fi
+done
 echo "setup.sh: all dependencies present"

@@ -4,7 +4,9 @@
 
 #include "cpu/cpu_executor.h"
 #ifdef QW_WITH_GPU
-#include "gpu/gpu_backend.h"
+#include <cuda_runtime.h>
+
+#include "gpu/gpu_executor.h"
 #endif
 
 namespace qw {
@@ -26,14 +28,19 @@ Expected<std::unique_ptr<LoadedModel>> load_model(const std::string& path, const
   ao.verify_checksums = o.verify;
   QW_ASSIGN_OR_RETURN(Artifact art, Artifact::open(path, ao));
   QW_ASSIGN_OR_RETURN(Tokenizer tok, load_tokenizer(art));
-  auto m = std::unique_ptr<LoadedModel>(new LoadedModel{std::move(art), std::move(tok), nullptr, 0});
+  auto m = std::unique_ptr<LoadedModel>(new LoadedModel{
+      std::make_shared<const Artifact>(std::move(art)), std::move(tok), nullptr, 0});
   std::string device = o.device;
 #ifdef QW_WITH_GPU
-  if (device == "auto") device = gpu::gpu_available() ? "gpu" : "cpu";
+  if (device == "auto") {
+    int n = 0;
+    device = cudaGetDeviceCount(&n) == cudaSuccess && n > 0 ? "gpu" : "cpu";
+  }
   if (device == "gpu") {
-    gpu::GpuBackendOptions go;
+    gpu::GpuExecutorOptions go;
     go.kv_cache_gb = o.kv_cache_gb;
-    QW_ASSIGN_OR_RETURN(m->executor, gpu::create_gpu_executor(m->artifact, go));
+    QW_ASSIGN_OR_RETURN(auto exec, gpu::GpuExecutor::create(m->artifact, go));
+    m->executor = std::move(exec);
   }
 #else
   if (device == "auto") device = "cpu";
@@ -42,7 +49,7 @@ Expected<std::unique_ptr<LoadedModel>> load_model(const std::string& path, const
   if (device == "cpu") {
     cpu::CpuExecutorOptions co;
     co.threads = o.threads;
-    QW_ASSIGN_OR_RETURN(auto exec, cpu::CpuExecutor::create(m->artifact, co));
+    QW_ASSIGN_OR_RETURN(auto exec, cpu::CpuExecutor::create(*m->artifact, co));
     m->executor = std::move(exec);
   }
   if (!m->executor) return Status::Error("unknown device \"" + o.device + "\" (auto, cpu, gpu)");

@@ -18,7 +18,7 @@ struct LoadOptions {
 };
 
 struct LoadedModel {
-  Artifact artifact;
+  std::shared_ptr<const Artifact> artifact;
   Tokenizer tokenizer;
   std::unique_ptr<ModelExecutor> executor;  // refers to `artifact`: destroyed first
   double load_seconds = 0;

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   runners["chat"] = qw::cli::add_chat_command(app);
   runners["tokenize"] = runners["detokenize"] = qw::cli::add_tokenize_commands(app);
   runners["serve"] = qw::cli::add_serve_command(app);
+  runners["bench"] = qw::cli::add_bench_command(app);
   CLI11_PARSE(app, argc, argv);
   for (CLI::App* sub : app.get_subcommands()) {
     auto it = runners.find(sub->get_name());

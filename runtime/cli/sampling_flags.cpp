@@ -24,7 +24,7 @@ void SamplingFlags::add_to(CLI::App* c) {
 
 GenerateRequest SamplingFlags::request_for(const LoadedModel& m) const {
   GenerateRequest r;
-  r.sampling = SamplingParams::from_defaults(m.artifact.generation());
+  r.sampling = SamplingParams::from_defaults(m.artifact->generation());
   if (temperature) r.sampling.temperature = *temperature;
   if (top_p) r.sampling.top_p = *top_p;
   if (top_k) r.sampling.top_k = *top_k;
@@ -32,7 +32,7 @@ GenerateRequest SamplingFlags::request_for(const LoadedModel& m) const {
   r.sampling.seed = seed ? *seed : std::random_device{}();
   r.max_new_tokens = max_tokens;
   r.stop = stop;
-  r.eos_ids = m.artifact.generation().eos_token_ids;
+  r.eos_ids = m.artifact->generation().eos_token_ids;
   for (int32_t id : m.tokenizer.eos_ids())
     if (std::find(r.eos_ids.begin(), r.eos_ids.end(), id) == r.eos_ids.end()) r.eos_ids.push_back(id);
   return r;

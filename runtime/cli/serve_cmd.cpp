@@ -32,12 +32,14 @@ Runner add_serve_command(CLI::App& app) {
   c->add_option("--served-model-name", o->model_name, "Model id in the API (default: file name)");
   c->add_option("--device", o->load.device, "auto | cpu | gpu")
       ->check(CLI::IsMember({"auto", "cpu", "gpu"}))->capture_default_str();
-  c->add_option("--threads", o->load.threads, "CPU backend threads (0 = all cores)");
-  c->add_option("--kv-cache-gb", o->load.kv_cache_gb, "GPU KV cache size (0 = backend default)");
+  c->add_option("--threads", o->load.threads, "CPU backend threads (0 = all cores)")
+      ->envname("QWRUN_THREADS");
+  c->add_option("--kv-cache-gb", o->load.kv_cache_gb, "GPU KV cache size (0 = backend default)")
+      ->envname("QWRUN_KV_CACHE_GB");
   c->add_option("--max-num-batched-tokens", o->engine.scheduler.max_batch_tokens,
                 "Token budget per engine step (decode + prefill chunks)")->capture_default_str();
   c->add_option("--max-num-seqs", o->engine.scheduler.max_running,
-                "Most sequences running at once")->capture_default_str();
+                "Most sequences running at once")->capture_default_str()->envname("QWRUN_MAX_NUM_SEQS");
   c->add_option("--max-queue", o->engine.max_waiting,
                 "Queued requests before answering 429")->capture_default_str();
   c->add_option("--max-body-bytes", o->server.max_body_bytes, "Request body limit (413 past it)")
@@ -75,8 +77,8 @@ Runner add_serve_command(CLI::App& app) {
     Engine engine(*model.executor, model.tokenizer, o->engine, obs);
     ApiContext api;
     api.tokenizer = &model.tokenizer;
-    api.config = &model.artifact.config();
-    api.defaults = &model.artifact.generation();
+    api.config = &model.artifact->config();
+    api.defaults = &model.artifact->generation();
     api.model_name = o->model_name.empty() ? std::filesystem::path(o->file).stem().string()
                                            : o->model_name;
     api.max_context = model.executor->max_context();

@@ -216,7 +216,7 @@ const Kernels& kernels() {
 constexpr int64_t kRowTile = 4;
 // Input features per pass in the multi-row path: 512 floats x (a few hundred rows) of
 // activations fit in L2 alongside the converted weight tile.
-constexpr int64_t kKBlock = 1 << 30;
+constexpr int64_t kKBlock = 512;
 
 }  // namespace
 
@@ -270,7 +270,7 @@ void matmul(ThreadPool& pool, const float* x, int64_t M, int64_t ldx, const Weig
   pool.parallel_for(row_count, kRowTile, [&](int64_t jb, int64_t je) {
     for (int64_t m = 0; m < M; ++m)
       for (int64_t j = jb; j < je; ++j) y[m * ldy + j] = bias ? bias[j] : 0.0f;
-    std::vector<float> buf(size_t(kRowTile * kKBlock));
+    std::vector<float> buf(size_t(kRowTile * std::min(kKBlock, K)));
     float part[2 * kRowTile];
     for (int64_t k0 = 0; k0 < K; k0 += kKBlock) {
       const int64_t kn = std::min(kKBlock, K - k0);

@@ -5,7 +5,7 @@
 //   qwgpu logits ART TOKENS.i32 OUT.f32 [--chunk N]     teacher-forced logits of every position
 //   qwgpu greedy ART TOKENS.i32 N                        greedy continuation (JSON: tokens, margins)
 //   qwgpu batch-check ART [--seqs 8] [--steps 24]        batched decode == each sequence alone
-//   qwgpu bench ART [-o OUT.json]                        TTFT, prefill and decode throughput
+//   (TTFT / tokens/s: `qwrun bench ART`)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -25,10 +25,6 @@ using namespace qw::gpu;
 using nlohmann::json;
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 int fail(const Status& s) {
   std::fprintf(stderr, "qwgpu: %s\n", s.message().c_str());
@@ -224,78 +220,11 @@ int cmd_batch_check(std::vector<std::string> a) {
   return same == nseq ? 0 : 2;
 }
 
-int cmd_bench(std::vector<std::string> a) {
-  const std::string outp = opt(a, "-o", "");
-  if (a.empty()) return fail(Status::Error("bench: ART"));
-  auto e = open_exec(a[0], 16, true);
-  if (!e.ok()) return fail(e.status());
-  GpuExecutor& ex = **e;
-  std::mt19937_64 rng(42);
-  auto rand_tokens = [&](size_t n) {
-    std::vector<int32_t> t(n);
-    for (auto& x : t) x = int32_t(rng() % 150000 % uint64_t(ex.config().vocab_size));
-    return t;
-  };
-  json out;
-  out["device"] = ex.device_name();
-  std::vector<float> lg;
-  // TTFT / prefill.
-  for (int n : {128, 2048}) {
-    auto p = rand_tokens(size_t(n));
-    std::vector<double> ts;
-    for (int rep = 0; rep < 6; ++rep) {
-      StepInput in{1, std::span<const int32_t>(p), 0, true, false};
-      const double t = now_s();
-      Status st = ex.step(std::span<const StepInput>(&in, 1), lg);
-      if (!st.ok()) return fail(st);
-      ts.push_back(now_s() - t);
-      ex.release(1);
-    }
-    std::sort(ts.begin() + 1, ts.end());
-    const double med = ts[1 + (ts.size() - 1) / 2];
-    out["ttft_ms"][std::to_string(n)] = med * 1e3;
-    out["prefill_tok_s"][std::to_string(n)] = n / med;
-  }
-  // Decode at batch 1/8/32 after 128-token prompts.
-  for (int B : {1, 8, 32}) {
-    std::vector<std::vector<int32_t>> prompts;
-    std::vector<StepInput> ins(static_cast<size_t>(B));
-    for (int i = 0; i < B; ++i) prompts.push_back(rand_tokens(128));
-    for (int i = 0; i < B; ++i) ins[size_t(i)] = {SeqId(10 + i), std::span<const int32_t>(prompts[size_t(i)]), 0, true, false};
-    Status st = ex.step(ins, lg);
-    if (!st.ok()) return fail(st);
-    std::vector<int32_t> tok(size_t(B), 1);
-    const int steps = 64;
-    std::vector<double> ts;
-    for (int s = 0; s < steps; ++s) {
-      for (int i = 0; i < B; ++i) {
-        tok[size_t(i)] = int32_t(rng() % 1000);
-        ins[size_t(i)].tokens = std::span<const int32_t>(&tok[size_t(i)], 1);
-        ins[size_t(i)].start_pos = 128 + s;
-      }
-      const double t = now_s();
-      st = ex.step(ins, lg);
-      if (!st.ok()) return fail(st);
-      ts.push_back(now_s() - t);
-    }
-    for (int i = 0; i < B; ++i) ex.release(SeqId(10 + i));
-    std::sort(ts.begin() + 4, ts.end());
-    const double med = ts[4 + (ts.size() - 4) / 2];
-    out["decode_step_ms"][std::to_string(B)] = med * 1e3;
-    out["decode_tok_s"][std::to_string(B)] = B / med;
-  }
-  out["weight_bytes"] = ex.startup().weight_bytes;
-  out["decode_weight_gbps_b1"] = double(ex.startup().weight_bytes) / (out["decode_step_ms"]["1"].get<double>() * 1e-3) / 1e9;
-  std::cout << out.dump(2) << std::endl;
-  if (!outp.empty()) std::ofstream(outp) << out.dump(2) << "\n";
-  return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: qwgpu startup|logits|greedy|batch-check|bench ARTIFACT ...\n");
+    std::fprintf(stderr, "usage: qwgpu startup|logits|greedy|batch-check ARTIFACT ...\n");
     return 2;
   }
   const std::string cmd = argv[1];
@@ -304,7 +233,6 @@ int main(int argc, char** argv) {
   if (cmd == "logits") return cmd_logits(a);
   if (cmd == "greedy") return cmd_greedy(a);
   if (cmd == "batch-check") return cmd_batch_check(a);
-  if (cmd == "bench") return cmd_bench(a);
   std::fprintf(stderr, "qwgpu: unknown command %s\n", cmd.c_str());
   return 2;
 }

@@ -207,9 +207,9 @@ Expected<nlohmann::json> run_startup_bench(const std::string& path, const Startu
     json sweep = json::array();
     exec.reset();
     weights = DeviceWeights{};
-    for (LoadMethod m : {LoadMethod::Staged, LoadMethod::StagedMmap, LoadMethod::HostRegister, LoadMethod::Plain}) {
+    // host-register and plain are slow on large files (time them alone with --method).
+    for (LoadMethod m : {LoadMethod::Staged, LoadMethod::StagedMmap}) {
       for (int threads : {4, 8, 16}) {
-        if ((m == LoadMethod::Plain) && threads != 8) continue;
         LoadOptions lo = opts.load;
         lo.method = m;
         lo.threads = threads;

@@ -11,6 +11,8 @@
 #include <random>
 #include <thread>
 
+#include "server/chat_html.h"
+
 namespace qw {
 
 namespace {
@@ -131,6 +133,10 @@ Status HttpServer::run() {
       std::fprintf(stderr, "qwrun: %s %s %d\n", req.method.c_str(), req.path.c_str(), res.status);
   });
 
+  svr.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Cache-Control", "no-cache");
+    res.set_content(kChatHtml, sizeof(kChatHtml) - 1, "text/html; charset=utf-8");
+  });
   svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"status\":\"ok\"}", "application/json");
   });
@@ -205,6 +211,14 @@ Status HttpServer::run() {
           }
         }
         metrics_.e2e.observe(std::chrono::duration<double>(Clock::now() - started).count());
+        if (r->parse_tools)
+          for (ChoiceResult& c : choices) {
+            ParsedToolOutput t = parse_tool_calls(c.text);
+            if (t.calls.empty()) continue;
+            c.text = std::move(t.content);
+            c.tool_calls = std::move(t.calls);
+            if (c.finish_reason == "stop") c.finish_reason = "tool_calls";
+          }
         if (!error.empty())
           return send_error(res, ApiError{error_reason == "timeout" ? 504 : 500, error,
                                           error_reason == "timeout" ? "timeout" : "server_error",
@@ -219,9 +233,13 @@ Status HttpServer::run() {
       res.set_header("Cache-Control", "no-cache");
       auto sent_role = std::make_shared<std::vector<bool>>(size_t(r->n), false);
       auto totals = std::make_shared<std::pair<int64_t, int64_t>>(0, 0);
+      // With tools, text goes through a parser per choice: <tool_call> blocks leave as
+      // delta.tool_calls chunks, the rest as content.
+      auto parsers = std::make_shared<std::vector<ToolCallParser>>(size_t(r->n));
       res.set_chunked_content_provider(
           "text/event-stream",
-          [this, r, st, id, created, sent_role, totals, started](size_t, httplib::DataSink& sink) {
+          [this, r, st, id, created, sent_role, totals, started, parsers](size_t,
+                                                                          httplib::DataSink& sink) {
             auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
             auto cancel_all = [&] {
               for (SeqId sid : st->ids) engine_.cancel(sid);
@@ -260,9 +278,37 @@ Status HttpServer::run() {
               const bool with_lp = r->logprobs && !ev.samples.empty();
               if (with_lp)
                 lp = logprobs_json(*api_.tokenizer, r->chat, ev.tokens, ev.samples, r->top_logprobs);
-              if (!ev.text.empty() || with_lp) {
-                if (!write("data: " + stream_chunk(*r, api_, id, created, i, nullptr, ev.text, nullptr,
-                                                   with_lp ? &lp : nullptr).dump() + "\n\n")) {
+              ToolCallParser& parser = (*parsers)[size_t(i)];
+              std::vector<ToolCallParser::Piece> pieces;
+              if (!r->parse_tools) {
+                pieces.push_back({ev.text, std::nullopt});
+              } else {
+                pieces = parser.push(ev.text);
+                if (ev.finished)
+                  for (auto& p : parser.finish()) pieces.push_back(std::move(p));
+              }
+              bool lp_sent = !with_lp;
+              for (const auto& piece : pieces) {
+                if (piece.call) {
+                  for (const auto& chunk : tool_call_chunks(*r, api_, id, created, i,
+                                                            parser.calls() - 1, *piece.call))
+                    if (!write("data: " + chunk.dump() + "\n\n")) {
+                      cancel_all();
+                      return false;
+                    }
+                  continue;
+                }
+                if (piece.content.empty() && lp_sent) continue;
+                if (!write("data: " + stream_chunk(*r, api_, id, created, i, nullptr, piece.content,
+                                                   nullptr, lp_sent ? nullptr : &lp).dump() + "\n\n")) {
+                  cancel_all();
+                  return false;
+                }
+                lp_sent = true;
+              }
+              if (!lp_sent) {  // the text is held (a possible tool call): logprobs go alone
+                if (!write("data: " + stream_chunk(*r, api_, id, created, i, nullptr, "", nullptr,
+                                                   &lp).dump() + "\n\n")) {
                   cancel_all();
                   return false;
                 }
@@ -271,7 +317,8 @@ Status HttpServer::run() {
                 totals->first = ev.prompt_tokens;
                 totals->second += ev.completion_tokens;
                 metrics_.count_finish(ev.finish_reason);
-                const std::string reason = ev.finish_reason == "cancelled" ? "abort" : ev.finish_reason;
+                std::string reason = ev.finish_reason == "cancelled" ? "abort" : ev.finish_reason;
+                if (reason == "stop" && parser.calls() > 0) reason = "tool_calls";
                 if (!write("data: " + stream_chunk(*r, api_, id, created, i, nullptr, "", &reason, nullptr).dump() + "\n\n")) {
                   cancel_all();
                   return false;

@@ -183,6 +183,123 @@ std::optional<ojson> parse_json(const std::string& body, ApiError& err) {
   return j;
 }
 
+// response_format: text | json_object | json_schema (grammar-constrained decoding).
+std::optional<ApiError> parse_response_format(const ojson& rf, const ApiContext& ctx,
+                                              ParsedRequest& r) {
+  if (!rf.is_object() || !rf.contains("type") || !rf["type"].is_string())
+    return bad("response_format", "'response_format' must be an object with a 'type'");
+  const std::string type = rf["type"];
+  if (type == "text") return std::nullopt;
+  if (type == "json_object") {
+    auto g = ctx.grammars->json_object(*ctx.tokenizer);
+    if (!g.ok()) return bad("response_format", g.status().message());
+    r.params.grammar = *g;
+    return std::nullopt;
+  }
+  if (type != "json_schema")
+    return bad("response_format.type", "response_format type '" + type +
+                                           "' is not supported (text, json_object, json_schema)");
+  if (!rf.contains("json_schema") || !rf["json_schema"].is_object())
+    return bad("response_format.json_schema",
+               "'response_format.json_schema' must be an object with a 'schema'");
+  const ojson& js = rf["json_schema"];
+  if (js.contains("name") && !js["name"].is_string())
+    return bad("response_format.json_schema.name", "'name' must be a string");
+  if (js.contains("strict") && !js["strict"].is_null() && !js["strict"].is_boolean())
+    return bad("response_format.json_schema.strict", "'strict' must be a boolean");
+  if (!js.contains("schema") || !(js["schema"].is_object() || js["schema"].is_boolean()))
+    return bad("response_format.json_schema.schema",
+               "'response_format.json_schema.schema' must be a JSON Schema object");
+  auto g = ctx.grammars->json_schema(*ctx.tokenizer, js["schema"],
+                                     "response_format.json_schema.schema");
+  if (!g.ok()) return bad("response_format.json_schema.schema", g.status().message());
+  r.params.grammar = *g;
+  return std::nullopt;
+}
+
+// tools + tool_choice. The tools go to the chat template (out); "required" or a named
+// function constrains the reply to one well-formed <tool_call> block.
+std::optional<ApiError> parse_tools(const ojson& j, const ApiContext& ctx, ParsedRequest& r,
+                                    ojson& out) {
+  std::string choice = "auto", named;
+  const bool has_choice = j.contains("tool_choice") && !j["tool_choice"].is_null();
+  if (has_choice) {
+    const ojson& tc = j["tool_choice"];
+    if (tc.is_string()) {
+      choice = tc.get<std::string>();
+      if (choice != "none" && choice != "auto" && choice != "required")
+        return bad("tool_choice", "'tool_choice' must be none, auto, required or "
+                                  "{\"type\": \"function\", \"function\": {\"name\": ...}}");
+    } else if (tc.is_object() && tc.value("type", "") == "function" && tc.contains("function") &&
+               tc["function"].is_object() && tc["function"].contains("name") &&
+               tc["function"]["name"].is_string()) {
+      choice = "named";
+      named = tc["function"]["name"].get<std::string>();
+    } else {
+      return bad("tool_choice", "'tool_choice' must be none, auto, required or "
+                                "{\"type\": \"function\", \"function\": {\"name\": ...}}");
+    }
+  }
+  const bool has_tools = j.contains("tools") && !j["tools"].is_null();
+  if (has_tools && !j["tools"].is_array()) return bad("tools", "'tools' must be an array");
+  const ojson tools = has_tools ? j["tools"] : ojson::array();
+  std::vector<std::string> names;
+  for (size_t i = 0; i < tools.size(); ++i) {
+    const std::string p = "tools[" + std::to_string(i) + "]";
+    const ojson& t = tools[i];
+    if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") ||
+        !t["function"].is_object())
+      return bad(p, p + " must be {\"type\": \"function\", \"function\": {...}}");
+    const ojson& fn = t["function"];
+    if (!fn.contains("name") || !fn["name"].is_string() || fn["name"].get<std::string>().empty())
+      return bad(p + ".function.name", p + ".function.name must be a non-empty string");
+    if (fn.contains("parameters") && !fn["parameters"].is_null() && !fn["parameters"].is_object())
+      return bad(p + ".function.parameters", p + ".function.parameters must be a JSON Schema object");
+    names.push_back(fn["name"].get<std::string>());
+  }
+  if (choice == "none") return std::nullopt;
+  if ((choice == "required" || choice == "named") && tools.empty())
+    return bad("tool_choice", "tool_choice '" + (choice == "named" ? named : choice) +
+                                  "' requires 'tools'");
+  if (choice == "named" && std::find(names.begin(), names.end(), named) == names.end())
+    return bad("tool_choice.function.name", "tool_choice names '" + named +
+                                                "', which is not among the tools");
+  out = tools;
+  r.parse_tools = !tools.empty();
+  if (choice == "auto") return std::nullopt;
+  if (r.params.grammar)
+    return bad("tool_choice", "tool_choice '" + choice +
+                                  "' cannot be combined with a JSON response_format");
+  // One <tool_call> block: {"name": <a chosen tool>, "arguments": <its parameters>}.
+  ojson alts = ojson::array();
+  for (size_t i = 0; i < tools.size(); ++i) {
+    if (choice == "named" && names[i] != named) continue;
+    const ojson& fn = tools[i]["function"];
+    ojson params = fn.contains("parameters") && fn["parameters"].is_object()
+                       ? fn["parameters"] : ojson{{"type", "object"}};
+    const std::string where = "tools[" + std::to_string(i) + "].function.parameters";
+    if (auto c = compile_json_schema(params, where); !c.ok()) {
+      // Strict functions promise schema-exact arguments; others fall back to any object.
+      if (fn.value("strict", false)) return bad(where, c.status().message());
+      params = ojson{{"type", "object"}};
+    }
+    ojson props = ojson::object();
+    props["name"] = ojson{{"const", names[i]}};
+    props["arguments"] = params;
+    alts.push_back(ojson{{"type", "object"},
+                         {"properties", props},
+                         {"required", {"name", "arguments"}},
+                         {"additionalProperties", false}});
+  }
+  const ojson schema = alts.size() == 1 ? alts[0] : ojson{{"anyOf", alts}};
+  auto g = ctx.grammars->json_schema(*ctx.tokenizer, schema, "tools",
+                                     std::string(kToolCallOpen) + "\n",
+                                     "\n" + std::string(kToolCallClose));
+  if (!g.ok()) return bad("tools", g.status().message());
+  r.params.grammar = *g;
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::vector<int32_t> encode_chat_prompt(const Tokenizer& tok, const ojson& messages,
@@ -236,14 +353,8 @@ std::variant<ParsedRequest, ApiError> parse_chat_request(const std::string& body
   if (f.has("top_logprobs") && !r.logprobs)
     return bad("top_logprobs", "'top_logprobs' requires 'logprobs' to be true");
   r.params.sampling.logprobs = r.logprobs ? r.top_logprobs : -1;
-  if (f.has("response_format")) {
-    const auto& rf = (*j)["response_format"];
-    if (!rf.is_object() || !rf.contains("type") || !rf["type"].is_string())
-      return bad("response_format", "'response_format' must be an object with a 'type'");
-    if (rf["type"] != "text")
-      return bad("response_format.type", "response_format type '" +
-                                             rf["type"].get<std::string>() + "' is not supported");
-  }
+  if (f.has("response_format"))
+    if (auto e = parse_response_format((*j)["response_format"], ctx, r)) return *e;
 
   if (!j->contains("messages")) return bad("messages", "'messages' is a required property");
   const auto& msgs = (*j)["messages"];
@@ -268,16 +379,15 @@ std::variant<ParsedRequest, ApiError> parse_chat_request(const std::string& body
     normalized.push_back(n);
   }
   ojson tools = ojson::array();
-  if (f.has("tools")) {
-    if (!(*j)["tools"].is_array()) return bad("tools", "'tools' must be an array");
-    const bool none = j->contains("tool_choice") && (*j)["tool_choice"] == "none";
-    if (!none) tools = (*j)["tools"];
-  }
+  if (auto e = parse_tools(*j, ctx, r, tools)) return *e;
   auto rendered = ctx.tokenizer->render_chat(normalized, tools, true);
   if (!rendered.ok()) return bad("messages", rendered.status().message());
   r.params.prompt =
       encode_chat_prompt(*ctx.tokenizer, normalized, *rendered, ctx.allow_special_tokens_in_messages);
   if (auto e = finish_lengths(r, ctx, max_tokens, 0, "messages")) return *e;
+  // A grammar ends the reply itself or through eos; never without one (ignore_eos).
+  if (r.params.grammar && r.params.eos_ids.empty())
+    for (int32_t id : ctx.tokenizer->eos_ids()) r.params.eos_ids.push_back(id);
   return r;
 }
 
@@ -326,6 +436,35 @@ std::variant<ParsedRequest, ApiError> parse_completion_request(const std::string
   constexpr int64_t kOpenAiDefaultMaxTokens = 16;  // the completions API's documented default
   if (auto e = finish_lengths(r, ctx, max_tokens, kOpenAiDefaultMaxTokens, "prompt")) return *e;
   return r;
+}
+
+std::vector<ojson> tool_call_chunks(const ParsedRequest& req, const ApiContext& ctx,
+                                    const std::string& id, int64_t created, int index,
+                                    int call_index, const ToolCall& call) {
+  auto chunk = [&](ojson tc) {
+    ojson ch;
+    ch["index"] = index;
+    ch["delta"] = ojson{{"tool_calls", ojson::array({std::move(tc)})}};
+    ch["logprobs"] = nullptr;
+    ch["finish_reason"] = nullptr;
+    ojson out = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created},
+                 {"model", ctx.model_name}, {"choices", ojson::array({ch})}};
+    if (req.include_usage) out["usage"] = nullptr;
+    return out;
+  };
+  std::vector<ojson> out;
+  out.push_back(chunk({{"index", call_index}, {"id", call.id}, {"type", "function"},
+                       {"function", {{"name", call.name}, {"arguments", ""}}}}));
+  // Argument fragments as a streaming model would send them; cuts fall on UTF-8 starts.
+  constexpr size_t kFragment = 24;
+  for (size_t pos = 0; pos < call.arguments.size();) {
+    size_t end = std::min(call.arguments.size(), pos + kFragment);
+    while (end < call.arguments.size() && (uint8_t(call.arguments[end]) & 0xC0) == 0x80) ++end;
+    out.push_back(chunk({{"index", call_index},
+                         {"function", {{"arguments", call.arguments.substr(pos, end - pos)}}}}));
+    pos = end;
+  }
+  return out;
 }
 
 ojson usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
@@ -391,7 +530,18 @@ ojson completion_response(const ParsedRequest& req, const ApiContext& ctx, const
                                                   req.top_logprobs)
                                   : ojson(nullptr);
     if (req.chat) {
-      ch["message"] = {{"role", "assistant"}, {"content", c.text}};
+      if (c.tool_calls.empty()) {
+        ch["message"] = {{"role", "assistant"}, {"content", c.text}};
+      } else {
+        ojson calls = ojson::array();
+        for (const auto& tc : c.tool_calls)
+          calls.push_back({{"id", tc.id},
+                           {"type", "function"},
+                           {"function", {{"name", tc.name}, {"arguments", tc.arguments}}}});
+        ch["message"] = {{"role", "assistant"},
+                         {"content", c.text.empty() ? ojson(nullptr) : ojson(c.text)},
+                         {"tool_calls", calls}};
+      }
       ch["logprobs"] = lp;
     } else {
       ch["text"] = req.echo ? req.prompt_text + c.text : c.text;

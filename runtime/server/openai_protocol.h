@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "core/model_config.h"
+#include "server/tool_calls.h"
 #include "serving/sequence.h"
+#include "structured/grammar_factory.h"
 #include "tokenizer/tokenizer.h"
 
 namespace qw {
@@ -31,6 +33,8 @@ struct ApiContext {
   // Special-token text inside messages is tokenized as plain text unless this is set.
   bool allow_special_tokens_in_messages = false;
   int max_n = 16;
+  // Grammars for response_format / forced tool calls (shared by copies of the context).
+  std::shared_ptr<GrammarFactory> grammars = std::make_shared<GrammarFactory>();
 };
 
 struct ParsedRequest {
@@ -43,6 +47,7 @@ struct ParsedRequest {
   int top_logprobs = 0;
   bool echo = false;
   std::string prompt_text;  // completions echo
+  bool parse_tools = false;  // tools offered and tool_choice not "none": parse <tool_call>
 };
 
 std::variant<ParsedRequest, ApiError> parse_chat_request(const std::string& body,
@@ -61,6 +66,7 @@ struct ChoiceResult {
   std::string finish_reason;
   std::vector<int32_t> tokens;
   std::vector<SampleResult> samples;
+  std::vector<ToolCall> tool_calls;
 };
 nlohmann::ordered_json logprobs_json(const Tokenizer& tok, bool chat,
                                      const std::vector<int32_t>& tokens,
@@ -74,6 +80,12 @@ nlohmann::ordered_json stream_chunk(const ParsedRequest& req, const ApiContext& 
                                     const std::string* role, const std::string& text,
                                     const std::string* finish_reason,
                                     const nlohmann::ordered_json* logprobs);
+// A streamed tool call as OpenAI sends it: a chunk with index, id, type and the name (empty
+// arguments), then chunks with argument fragments.
+std::vector<nlohmann::ordered_json> tool_call_chunks(const ParsedRequest& req,
+                                                     const ApiContext& ctx, const std::string& id,
+                                                     int64_t created, int index, int call_index,
+                                                     const ToolCall& call);
 nlohmann::ordered_json usage_json(int64_t prompt_tokens, int64_t completion_tokens);
 
 }  // namespace qw

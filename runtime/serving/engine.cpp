@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "serving/constrained_sampling.h"
+
 namespace qw {
 
 namespace {
@@ -139,6 +141,9 @@ void Engine::emit_token(Sequence* s, const SampleResult& r) {
   const bool is_eos = std::find(eos.begin(), eos.end(), int64_t(r.token)) != eos.end();
   bool stopped = false;
   if (!is_eos) stopped = s->stops.push(s->decoder.push(r.token));
+  // A grammar whose text is complete (closing bracket or suffix written) ends the reply
+  // without spending a step on eos.
+  if (!is_eos && s->matcher && s->matcher->done()) stopped = true;
   RequestEvent ev;
   ev.tokens.push_back(r.token);
   if (s->params.sampling.logprobs >= 0) ev.samples.push_back(r);
@@ -206,7 +211,21 @@ void Engine::run_step() {
     ++row;
     const std::span<const int32_t> generated(s->tokens.data() + s->prompt_len(),
                                              size_t(s->generated()));
-    const SampleResult r = s->sampler.sample(logits, s->tokens, generated);
+    if (!s->matcher) {
+      emit_token(s, s->sampler.sample(logits, s->tokens, generated));
+      continue;
+    }
+    const int64_t remaining =
+        std::min(s->params.max_new_tokens - s->generated(),
+                 model_.max_context() - int64_t(s->tokens.size()));
+    const SampleResult r = sample_with_grammar(*s->matcher, s->sampler, logits, s->tokens,
+                                               generated, s->params.eos_ids, remaining, masked_);
+    const auto& eos = s->params.eos_ids;
+    if (std::find(eos.begin(), eos.end(), int64_t(r.token)) == eos.end() &&
+        !s->matcher->accept(r.token)) {
+      finish(s, "error", "internal error: the grammar refused the sampled token");
+      continue;
+    }
     emit_token(s, r);
   }
 }

@@ -87,6 +87,7 @@ class Engine {
   bool stop_ = false;
   EngineStats stats_;
   std::vector<float> logits_;
+  std::vector<float> masked_;  // one row of grammar-masked logits
   std::thread thread_;
 };
 

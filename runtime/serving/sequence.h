@@ -13,6 +13,7 @@
 #include "engine/generator.h"
 #include "engine/sampler.h"
 #include "engine/stop_matcher.h"
+#include "structured/grammar.h"
 #include "tokenizer/tokenizer.h"
 
 namespace qw {
@@ -24,6 +25,8 @@ struct RequestParams {
   std::vector<int64_t> eos_ids;
   std::vector<std::string> stop;
   double timeout_seconds = 0;  // 0 = none
+  // Constrained decoding (JSON mode, JSON Schema, forced tool calls); null = free text.
+  std::shared_ptr<Grammar> grammar;
 };
 
 // What a request hears from the engine (on the engine thread; keep the sink cheap).
@@ -48,7 +51,9 @@ struct Sequence {
         decoder(tok),
         stops(params.stop),
         tokens(params.prompt),
-        arrival(std::chrono::steady_clock::now()) {}
+        arrival(std::chrono::steady_clock::now()) {
+    if (params.grammar) matcher.emplace(params.grammar);
+  }
 
   SeqId id;
   RequestParams params;
@@ -56,6 +61,7 @@ struct Sequence {
   Sampler sampler;
   StreamDecoder decoder;
   StopMatcher stops;
+  std::optional<GrammarMatcher> matcher;  // where the output is constrained
   std::vector<int32_t> tokens;  // prompt + generated; the KV cache holds the first `cached`
   int64_t cached = 0;
   int64_t preemptions = 0;

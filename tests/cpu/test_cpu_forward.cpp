@@ -77,11 +77,12 @@ TEST_CASE("chunked prefill and token-by-token decode match the reference") {
   check_against_reference(m, 1, 1);
 }
 
-TEST_CASE("tensor-parallel layouts (tp 2, 4 with replicated KV heads) match") {
+TEST_CASE("tensor-parallel layouts (tp 2; 4, 8 with replicated KV heads) match") {
   for (bool tied : {true, false}) {
     const auto m = test::random_model(test::small_config(tied), DType::BF16, 13);
     check_against_reference(m, 2, 9);
     check_against_reference(m, 4, 9);
+    check_against_reference(m, 8, 9);
   }
   // TP sums partial products in a different order: equal to tp 1 up to rounding.
   const auto m = test::random_model(test::small_config(false), DType::F16, 14);

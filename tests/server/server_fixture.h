@@ -38,8 +38,8 @@ struct TestServer {
     if (eo.scheduler.max_batch_tokens == 2048) eo.scheduler.max_batch_tokens = 256;
     engine = std::make_unique<Engine>(*model->executor, model->tokenizer, eo);
     api.tokenizer = &model->tokenizer;
-    api.config = &model->artifact.config();
-    api.defaults = &model->artifact.generation();
+    api.config = &model->artifact->config();
+    api.defaults = &model->artifact->generation();
     api.model_name = "tiny";
     api.max_context = model->executor->max_context();
     so.port = 0;

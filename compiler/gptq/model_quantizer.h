@@ -1,0 +1,37 @@
+// Quantizes every linear layer of an FP16/BF16 Qwen2 checkpoint to 4-bit GPTQ, layer by
+// layer, and writes the result as a gptq_v2 checkpoint (one safetensors file per layer plus
+// an index) that the INT4 importer then packs exactly like a downloaded GPTQ checkpoint.
+//
+// GPTQ needs each linear's inputs: the calibration tokens go through an fp32 CPU forward of
+// the model, one decoder layer at a time, sublayer by sublayer in AutoGPTQ's true-sequential
+// order (q/k/v, o, gate/up, down), each sublayer seeing the already quantized ones before it,
+// and the next layer receiving the quantized layer's output. Memory: one layer's weights in
+// fp32, the Hessians and the calibration hidden states. RTN needs no activations.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "compiler/gptq/quant_config.h"
+#include "compiler/gptq/quantizer.h"
+#include "compiler/safetensors_reader.h"
+#include "core/model_config.h"
+
+namespace qw::gptq {
+
+struct ModelQuantizeOptions {
+  QuantizeSettings settings;
+  bool rtn = false;
+  std::vector<std::vector<int32_t>> calibration;  // token sequences (GPTQ only)
+  std::string out_dir;                            // receives the gptq_v2 checkpoint
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+Expected<GptqConfig> quantize_model(const ModelConfig& config, const Checkpoint& ckpt,
+                                    const ModelQuantizeOptions& opts);
+
+// The calibration text cut into token sequences of at most `seq_len` tokens.
+std::vector<std::vector<int32_t>> split_calibration(const std::vector<int32_t>& ids, int64_t seq_len);
+
+}  // namespace qw::gptq
