@@ -19,6 +19,8 @@ extern "C" __global__ void qkv_rope_kv(const float* __restrict__ qkv, const wt* 
                                        const float* __restrict__ inv_freq, float mscale,
                                        float* __restrict__ q_out, wt* __restrict__ kc,
                                        wt* __restrict__ vc, int rows) {
+  qw_pdl_trigger();
+  qw_pdl_wait();
   const int r = blockIdx.x;
   if (r >= rows) return;
   const float* in = qkv + (long long)r * QW_QKV_COLS;
@@ -76,6 +78,8 @@ attention_paged(const float* __restrict__ q, const wt* __restrict__ kc, const wt
   __shared__ float ps[QW_ATT_WARPS][QW_G][QW_BT];
   __shared__ float sm_ml[QW_ATT_WARPS][QW_G][2];
   __shared__ float sm_o[QW_ATT_WARPS][QW_G][QW_D];
+  qw_pdl_trigger();
+  qw_pdl_wait();
 
   const float* qr = q + ((long long)r * qwc::kQHeads + kh * QW_G) * QW_D;
   for (int i = threadIdx.x; i < QW_G * QW_D; i += blockDim.x) (&qs[0][0])[i] = qr[i] * scale_log2;
@@ -198,6 +202,8 @@ attention_paged(const float* __restrict__ q, const wt* __restrict__ kc, const wt
 extern "C" __global__ void attention_combine(const float* __restrict__ part_o,
                                              const float* __restrict__ part_ml, int nsplit,
                                              wt* __restrict__ out) {
+  qw_pdl_trigger();
+  qw_pdl_wait();
   const int r = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
   const long long base = ((long long)r * qwc::kQHeads + h) * nsplit;
   float M = -INFINITY;
@@ -211,4 +217,178 @@ extern "C" __global__ void attention_combine(const float* __restrict__ part_o,
     O += part_o[(base + z) * QW_D + d] * f;
   }
   out[((long long)r * qwc::kQHeads + h) * QW_D + d] = from_f32(O / L);
+}
+
+// ---- Prefill attention on the tensor cores (flash-attention 2 style) ----
+// One block of 4 warps per (query tile, q head); a tile is up to 64 consecutive rows of one
+// sequence (tiles[i] = {first row, rows, position of the first row, block-table row}),
+// each warp owns 16 query rows. Keys/values stream through shared memory in tiles of
+// QW_FA_BN keys read from the paged cache with cp.async (V of tile j loads while S = Q K^T
+// of tile j runs, K of tile j+1 while O += P V of tile j runs). S, softmax statistics (base
+// 2) and O are fp32; Q and P enter the MMAs as 16-bit. Keys past the tile's last position
+// are zero-filled (never read: stale slots may hold NaN); keys past each row's position
+// are masked (causal). Rows of GQA groups share K/V through L2.
+#define QW_FA_BM 64
+#define QW_FA_BN (QW_D <= 128 ? 64 : 32)
+#define QW_FA_THREADS 128
+#define QW_FA_LDS (QW_D + 8)  // shared row stride: +16 bytes, conflict-free ldmatrix
+
+extern "C" __global__ void __launch_bounds__(QW_FA_THREADS)
+attention_prefill_tc(const float* __restrict__ q, const wt* __restrict__ kc, const wt* __restrict__ vc,
+                     const int4* __restrict__ tiles, const int* __restrict__ block_tables, int bt_stride,
+                     float scale_log2, wt* __restrict__ out) {
+  constexpr int D = QW_D, BN = QW_FA_BN, LDS = QW_FA_LDS;
+  constexpr int NT_S = BN / 8, NT_O = D / 8, KS_Q = D / 16;
+  static_assert(D % 32 == 0 && NT_S % 2 == 0 && NT_O % 2 == 0, "flash tile shape");
+  __shared__ __align__(16) wt ks[BN * LDS];
+  __shared__ __align__(16) wt vs[BN * LDS];
+  qw_pdl_trigger();
+  qw_pdl_wait();
+  const int4 tile = tiles[blockIdx.x];
+  const int h = blockIdx.y, kh = h / QW_G;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int row_start = tile.x, nrows = tile.y, pos0 = tile.z;
+  const int* table = block_tables + (long long)tile.w * bt_stride;
+  const int last_pos = pos0 + nrows - 1;
+  const int nkv = last_pos / BN + 1;
+
+  // Q fragments (A operand, rows g and g + 8 of this warp's 16), rows past the tile clamped.
+  const int r0 = warp * 16 + g, r1 = r0 + 8;
+  const int rr0 = min(r0, nrows - 1), rr1 = min(r1, nrows - 1);
+  const int p_r0 = pos0 + rr0, p_r1 = pos0 + rr1;
+  u32 qa[KS_Q][4];
+  {
+    const float* q0 = q + ((long long)(row_start + rr0) * qwc::kQHeads + h) * D;
+    const float* q1 = q + ((long long)(row_start + rr1) * qwc::kQHeads + h) * D;
+#pragma unroll
+    for (int k = 0; k < KS_Q; ++k) {
+      const int c = k * 16 + 2 * t;
+      const float2 a = *reinterpret_cast<const float2*>(q0 + c);
+      const float2 b = *reinterpret_cast<const float2*>(q1 + c);
+      const float2 a8 = *reinterpret_cast<const float2*>(q0 + c + 8);
+      const float2 b8 = *reinterpret_cast<const float2*>(q1 + c + 8);
+      qa[k][0] = pack2(a.x, a.y);
+      qa[k][1] = pack2(b.x, b.y);
+      qa[k][2] = pack2(a8.x, a8.y);
+      qa[k][3] = pack2(b8.x, b8.y);
+    }
+  }
+
+  auto load_tile = [&](wt* dst, const wt* cache, int j) {
+    constexpr int CPR = D / 8;  // 16-byte chunks per key row
+    for (int i = threadIdx.x; i < BN * CPR; i += QW_FA_THREADS) {
+      const int row = i / CPR, c = i - row * CPR;
+      const int key = j * BN + row;
+      const wt* src = cache;
+      int bytes = 0;
+      if (key <= last_pos) {
+        const long long phys = table[key / QW_BT];
+        src = cache + ((phys * qwc::kKvHeads + kh) * QW_BT + (key % QW_BT)) * D + c * 8;
+        bytes = 16;
+      }
+      cp_async16(dst + row * LDS + c * 8, src, bytes);
+    }
+    cp_async_commit();
+  };
+
+  float o[NT_O][4];
+#pragma unroll
+  for (int n = 0; n < NT_O; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  const int mi = lane >> 3, mr = lane & 7;  // ldmatrix: matrix index, row within it
+
+  load_tile(ks, kc, 0);
+  for (int j = 0; j < nkv; ++j) {
+    cp_async_wait_all();
+    __syncthreads();  // K_j visible; every warp is done with V_{j-1}
+    load_tile(vs, vc, j);
+    float s[NT_S][4];
+#pragma unroll
+    for (int n = 0; n < NT_S; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+    for (int k = 0; k < KS_Q; ++k) {
+#pragma unroll
+      for (int n = 0; n < NT_S; n += 2) {
+        u32 b[4];
+        ldsm_x4(b, ks + ((n + (mi >> 1)) * 8 + mr) * LDS + k * 16 + (mi & 1) * 8);
+        mma16816(s[n], qa[k], b);
+        mma16816(s[n + 1], qa[k], b + 2);
+      }
+    }
+    // Scale, causal mask, online softmax (rows g and g + 8).
+    const bool mask = j * BN + BN - 1 > pos0;
+    float mx0 = m0, mx1 = m1;
+#pragma unroll
+    for (int n = 0; n < NT_S; ++n) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int key = j * BN + n * 8 + 2 * t + e;
+        float v0 = s[n][e] * scale_log2, v1 = s[n][2 + e] * scale_log2;
+        if (mask) {
+          if (key > p_r0) v0 = -INFINITY;
+          if (key > p_r1) v1 = -INFINITY;
+        }
+        s[n][e] = v0;
+        s[n][2 + e] = v1;
+        mx0 = fmaxf(mx0, v0);
+        mx1 = fmaxf(mx1, v1);
+      }
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    // Finite: key 0 (tile 0) is valid for every row.
+    const float c0 = exp2f(m0 - mx0), c1 = exp2f(m1 - mx1);
+    m0 = mx0;
+    m1 = mx1;
+    float ls0 = 0.f, ls1 = 0.f;
+    u32 pa[NT_S / 2][4];
+#pragma unroll
+    for (int n = 0; n < NT_S; ++n) {
+      const float p0 = exp2f(s[n][0] - mx0), p1 = exp2f(s[n][1] - mx0);
+      const float p2 = exp2f(s[n][2] - mx1), p3 = exp2f(s[n][3] - mx1);
+      ls0 += p0 + p1;
+      ls1 += p2 + p3;
+      pa[n >> 1][(n & 1) * 2 + 0] = pack2(p0, p1);
+      pa[n >> 1][(n & 1) * 2 + 1] = pack2(p2, p3);
+    }
+    l0 = l0 * c0 + ls0;
+    l1 = l1 * c1 + ls1;
+#pragma unroll
+    for (int n = 0; n < NT_O; ++n) {
+      o[n][0] *= c0;
+      o[n][1] *= c0;
+      o[n][2] *= c1;
+      o[n][3] *= c1;
+    }
+    cp_async_wait_all();
+    __syncthreads();  // V_j visible; every warp is done with K_j
+    if (j + 1 < nkv) load_tile(ks, kc, j + 1);
+#pragma unroll
+    for (int k = 0; k < BN / 16; ++k) {
+#pragma unroll
+      for (int n = 0; n < NT_O; n += 2) {
+        u32 b[4];
+        ldsm_x4_trans(b, vs + (k * 16 + (mi & 1) * 8 + mr) * LDS + (n + (mi >> 1)) * 8);
+        mma16816(o[n], pa[k], b);
+        mma16816(o[n + 1], pa[k], b + 2);
+      }
+    }
+  }
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float inv0 = 1.f / l0, inv1 = 1.f / l1;
+  if (r0 < nrows) {
+    wt* dst = out + ((long long)(row_start + r0) * qwc::kQHeads + h) * D + 2 * t;
+#pragma unroll
+    for (int n = 0; n < NT_O; ++n) *reinterpret_cast<u32*>(dst + n * 8) = pack2(o[n][0] * inv0, o[n][1] * inv0);
+  }
+  if (r1 < nrows) {
+    wt* dst = out + ((long long)(row_start + r1) * qwc::kQHeads + h) * D + 2 * t;
+#pragma unroll
+    for (int n = 0; n < NT_O; ++n) *reinterpret_cast<u32*>(dst + n * 8) = pack2(o[n][2] * inv1, o[n][3] * inv1);
+  }
 }

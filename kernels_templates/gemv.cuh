@@ -34,8 +34,8 @@ __device__ __forceinline__ void gemv_impl(const wt* __restrict__ W, const wt* __
   const wt* w0 = W + rows[0] * K;
   const wt* w1 = W + rows[1] * K;
   constexpr int kChunks = K / 8;  // 16-byte chunks per row
-  for (int c0 = 0; c0 < kChunks; c0 += 32 * U) {
-    uint4 wv[U][R];
+  uint4 wv[U][R];
+  auto load = [&](int c0) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + u * 32 + lane;
@@ -47,6 +47,13 @@ __device__ __forceinline__ void gemv_impl(const wt* __restrict__ W, const wt* __
         wv[u][1] = make_uint4(0, 0, 0, 0);
       }
     }
+  };
+  // The first weight loads (constant data) go out before waiting on the previous kernel.
+  load(0);
+  qw_pdl_trigger();
+  qw_pdl_wait();
+  for (int c0 = 0; c0 < kChunks; c0 += 32 * U) {
+    if (c0 > 0) load(c0);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + u * 32 + lane;
@@ -115,6 +122,7 @@ QW_GEMV_ALL_B(gemv_down_res, qwc::kInter, 1)                      // down_proj +
 // Greedy: index of the largest logit per row (first on ties), one block per row.
 extern "C" __global__ void argmax_rows(const float* __restrict__ logits, long long stride, int n,
                                        int* __restrict__ out) {
+  qw_pdl_wait();
   const float* row = logits + blockIdx.x * stride;
   float best = -INFINITY;
   int bi = 0x7fffffff;

@@ -13,6 +13,8 @@ extern "C" __global__ void __launch_bounds__(QW_NORM_THREADS)
 rmsnorm(float* __restrict__ x, const float* __restrict__ add, const wt* __restrict__ w,
         wt* __restrict__ out, int rows, const int* __restrict__ row_index) {
   __shared__ float scratch[32];
+  qw_pdl_trigger();
+  qw_pdl_wait();
   const int t = blockIdx.x;
   if (t >= rows) return;
   const long long src = row_index ? row_index[t] : t;
@@ -49,6 +51,8 @@ rmsnorm(float* __restrict__ x, const float* __restrict__ add, const wt* __restri
 extern "C" __global__ void embedding_gather(const int* __restrict__ tokens,
                                             const wt* __restrict__ table, float* __restrict__ x,
                                             int rows) {
+  qw_pdl_trigger();
+  qw_pdl_wait();
   const int t = blockIdx.x;
   if (t >= rows) return;
   const int id = tokens[t];
@@ -73,6 +77,8 @@ extern "C" __global__ void embedding_gather(const int* __restrict__ tokens,
 
 // out[r, c] = silu(gu[r, c]) * gu[r, I + c] for the fused [gate | up] GEMM output.
 extern "C" __global__ void swiglu(const float* __restrict__ gu, wt* __restrict__ out, int rows) {
+  qw_pdl_trigger();
+  qw_pdl_wait();
   const long long n = (long long)rows * qwc::kInter;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
        i += (long long)gridDim.x * blockDim.x) {
@@ -88,6 +94,7 @@ extern "C" __global__ void swiglu(const float* __restrict__ gu, wt* __restrict__
 // rotated xor. `partial` gets one value per block; the host adds them (mod 2^64).
 extern "C" __global__ void checksum64(const u64* __restrict__ data, u64 nwords,
                                       u64* __restrict__ partial) {
+  qw_pdl_wait();
   u64 acc = 0;
   for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < nwords;
        i += (u64)gridDim.x * blockDim.x) {

@@ -26,7 +26,11 @@ struct GpuExecutorOptions {
   double kv_memory_fraction = 0.90;   // of the memory free after weights and workspace
   int64_t max_tokens_per_pass = 2048; // longer steps run as several passes (chunked prefill)
   int64_t max_logit_rows = 256;       // lm_head rows per launch (all_logits over long chunks)
-  bool cuda_graphs = true;            // decode steps of <= 8 sequences replay captured graphs
+  bool cuda_graphs = true;            // decode steps replay graphs captured per batch bucket
+  int max_graph_batch = 64;           // largest decode bucket captured (1, 2, 4, ..., 64)
+  int gemv_max_rows = 8;              // decode rows up to this use the own GEMVs, more cuBLAS (0..8)
+  bool pdl = true;                    // programmatic dependent launch between kernels (sm_90)
+  bool flash_attention = true;        // tensor-core attention for passes with prompt chunks
   LoadOptions load;
 };
 
@@ -41,6 +45,11 @@ struct GpuStartupTimings {
   int64_t kv_blocks = 0;
   double graph_capture_s = 0;
   int graphs = 0;
+};
+
+struct GpuMemoryUse {
+  uint64_t weights = 0, kv_cache = 0, workspace = 0;
+  uint64_t device_used = 0, device_total = 0;  // cudaMemGetInfo: total - free (all users)
 };
 
 class GpuExecutor final : public ModelExecutor {
@@ -63,6 +72,11 @@ class GpuExecutor final : public ModelExecutor {
   cudaStream_t stream() const { return stream_.get(); }
   // Device checksum (checksum64 kernel) of the weights arena; compare host_checksum64.
   Expected<uint64_t> device_weights_checksum();
+  GpuMemoryUse memory_use() const;
+  // Median milliseconds of `iters` replays of the decode graph of `bucket` rows (padded rows
+  // on the scratch block: GPU time of one decode step without the host's part).
+  Expected<double> time_graph_replay(int bucket, int iters);
+  std::vector<int> graph_buckets() const;
 
  private:
   GpuExecutor() = default;
@@ -80,7 +94,12 @@ class GpuExecutor final : public ModelExecutor {
   Status init(std::shared_ptr<const Artifact> artifact, const GpuExecutorOptions& opts);
   Status run_pass(std::span<const StepInput> inputs, const std::vector<Piece>& pieces,
                   std::vector<float>& logits);
-  Status forward(int rows, int nsplit);
+  // ntiles > 0: prefill attention on the tensor cores over the tiles in d_tiles_.
+  Status forward(int rows, int nsplit, int ntiles = 0);
+  template <typename... Args>
+  Status run_kernel(cudaKernel_t k, dim3 grid, dim3 block, Args... args) {
+    return launch_pdl(pdl_, k, grid, block, 0, stream_.get(), args...);
+  }
   Status gemm(const void* a, const void* w, float* c, int rows, int n, int k, bool accumulate);
   Status lm_head(int first_row, int rows);
   Status capture_graphs();
@@ -107,7 +126,10 @@ class GpuExecutor final : public ModelExecutor {
   int64_t qkv_cols_ = 0, vocab_rows_ = 0;
   float mscale_ = 1.f;
 
-  cudaKernel_t k_embed_{}, k_rmsnorm_{}, k_rope_{}, k_attn_{}, k_combine_{}, k_swiglu_{}, k_checksum_{};
+  cudaKernel_t k_embed_{}, k_rmsnorm_{}, k_rope_{}, k_attn_{}, k_combine_{}, k_swiglu_{}, k_checksum_{},
+      k_flash_{};
+  bool pdl_ = false;
+  DeviceBuffer cublas_ws_;
   cudaKernel_t k_gemv_[4][8]{};  // hidden, o_res, gate_up_swiglu, down_res; batch 1..8
 
   // Workspace (sized for max_tokens_per_pass rows).
@@ -123,6 +145,7 @@ class GpuExecutor final : public ModelExecutor {
   int32_t *d_tokens_ = nullptr, *d_pos_ = nullptr, *d_rowseq_ = nullptr, *d_logit_rows_ = nullptr,
           *d_tables_ = nullptr;
   long long* d_slots_ = nullptr;
+  int4* d_tiles_ = nullptr;  // flash-attention query tiles {first row, rows, first pos, table row}
   size_t meta_header_bytes_ = 0;
   int64_t bt_stride_ = 0;  // max blocks per sequence
 

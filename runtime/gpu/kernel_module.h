@@ -73,4 +73,25 @@ Status launch(cudaKernel_t k, dim3 grid, dim3 block, size_t smem, cudaStream_t s
   return Status::Ok();
 }
 
+// Same, optionally as a programmatic dependent launch (the kernel may start while the
+// previous kernel in the stream finishes; it orders itself with griddepcontrol.wait).
+template <typename... Args>
+Status launch_pdl(bool pdl, cudaKernel_t k, dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args... args) {
+  if (!pdl) return launch(k, grid, block, smem, stream, args...);
+  void* argv[sizeof...(Args) > 0 ? sizeof...(Args) : 1] = {static_cast<void*>(&args)...};
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  cudaError_t e = cudaLaunchKernelExC(&cfg, reinterpret_cast<const void*>(k), argv);
+  if (e != cudaSuccess) return cuda_error(e, "cudaLaunchKernelExC", __FILE__, __LINE__);
+  return Status::Ok();
+}
+
 }  // namespace qw::gpu

@@ -9,7 +9,7 @@ namespace qw::testing {
 template <typename V, typename S>
 bool validate(const V& v, const S& s, const S& root, std::string& why) {
   using json = S;
-  if (s.is_boolean()) return s.get<bool>();
+  if (s.is_boolean()) return s.template get<bool>();
   if (s.contains("$ref")) {
     std::string ref = s["$ref"];
     const json* cur = &root;
@@ -50,7 +50,7 @@ bool validate(const V& v, const S& s, const S& root, std::string& why) {
   if (v.is_object()) {
     if (s.contains("required"))
       for (const auto& r : s["required"])
-        if (!v.contains(r.get<std::string>())) return why = "missing " + r.dump(), false;
+        if (!v.contains(r.template get<std::string>())) return why = "missing " + r.dump(), false;
     for (auto it = v.begin(); it != v.end(); ++it) {
       if (s.contains("properties") && s["properties"].contains(it.key())) {
         if (!validate(it.value(), s["properties"][it.key()], root, why)) return false;
@@ -61,8 +61,8 @@ bool validate(const V& v, const S& s, const S& root, std::string& why) {
     }
   }
   if (v.is_array()) {
-    if (s.contains("minItems") && v.size() < s["minItems"].get<size_t>()) return why = "minItems", false;
-    if (s.contains("maxItems") && v.size() > s["maxItems"].get<size_t>()) return why = "maxItems", false;
+    if (s.contains("minItems") && v.size() < s["minItems"].template get<size_t>()) return why = "minItems", false;
+    if (s.contains("maxItems") && v.size() > s["maxItems"].template get<size_t>()) return why = "maxItems", false;
     if (s.contains("items"))
       for (const auto& e : v)
         if (!validate(e, s["items"], root, why)) return false;
