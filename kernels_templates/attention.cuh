@@ -198,23 +198,35 @@ attention_paged(const float* __restrict__ q, const wt* __restrict__ kc, const wt
   }
 }
 
-// Merges nsplit partials per (row, head). Block: QW_D threads.
+// Merges nsplit (<= QW_D, the host caps it at 32) partials per (row, head). Block: QW_D
+// threads. Thread z reads split z's statistics, so the max and the sum are block
+// reductions instead of a serial chain of dependent loads per thread.
 extern "C" __global__ void attention_combine(const float* __restrict__ part_o,
                                              const float* __restrict__ part_ml, int nsplit,
                                              wt* __restrict__ out) {
+  __shared__ float sf[QW_D];  // split z's weight exp2(m_z - M); 0 for empty splits
+  __shared__ float red[32];
   qw_pdl_trigger();
   qw_pdl_wait();
   const int r = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
   const long long base = ((long long)r * qwc::kQHeads + h) * nsplit;
+  const float mz = d < nsplit ? part_ml[(base + d) * 2] : -INFINITY;
+  const float lz = d < nsplit ? part_ml[(base + d) * 2 + 1] : 0.f;
+  const float wm = warp_max(mz);
+  if ((d & 31) == 0) red[d >> 5] = wm;
+  __syncthreads();
   float M = -INFINITY;
-  for (int z = 0; z < nsplit; ++z) M = fmaxf(M, part_ml[(base + z) * 2]);
-  float L = 0.f, O = 0.f;
+#pragma unroll
+  for (int w = 0; w < QW_D / 32; ++w) M = fmaxf(M, red[w]);
+  const float f = mz == -INFINITY ? 0.f : exp2f(mz - M);  // M finite: split 0 holds key 0
+  sf[d] = f;
+  const float L = block_sum(lz * f, red);  // its barriers also publish sf
+  float O = 0.f;
+  const float* po = part_o + base * QW_D + d;
+#pragma unroll 8
   for (int z = 0; z < nsplit; ++z) {
-    const float mz = part_ml[(base + z) * 2];
-    if (mz == -INFINITY) continue;
-    const float f = exp2f(mz - M);
-    L += part_ml[(base + z) * 2 + 1] * f;
-    O += part_o[(base + z) * QW_D + d] * f;
+    const float fz = sf[z];
+    if (fz != 0.f) O = fmaf(po[(long long)z * QW_D], fz, O);
   }
   out[((long long)r * qwc::kQHeads + h) * QW_D + d] = from_f32(O / L);
 }

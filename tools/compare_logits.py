@@ -13,6 +13,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("ckpt"); ap.add_argument("tokens"); ap.add_argument("ours")
 ap.add_argument("--dtype", default="fp16"); ap.add_argument("--greedy"); ap.add_argument("--prompt-len", type=int, default=0)
 ap.add_argument("--tol", type=float, default=None); ap.add_argument("--last", type=int, default=0)
+ap.add_argument("--attn", default="eager", help="eager | sdpa (long prompts: eager needs n^2 memory)")
 a = ap.parse_args()
 tol = a.tol if a.tol is not None else (1e-2 if a.dtype == "fp16" else 2e-2)
 model = AutoModelForCausalLM.from_pretrained(a.ckpt, dtype=torch.bfloat16)
@@ -20,13 +21,16 @@ with torch.no_grad():
     for p in model.parameters():
         p.data = (p.data.to(torch.float16) if a.dtype == "fp16" else p.data).to(torch.float32)
 model = model.float().cuda().eval()
-model.config._attn_implementation = "eager"
+model.config._attn_implementation = a.attn
 toks = np.fromfile(a.tokens, dtype=np.int32)
 ids = torch.tensor(toks, dtype=torch.long, device="cuda")[None]
 res = {"positions": int(len(toks)), "dtype": a.dtype, "tol": tol}
 if a.ours:
     with torch.no_grad():
-        ref = model(ids).logits[0].double()
+        if a.last:  # long prompts: no cache, logits of the last positions only
+            ref = model(ids, use_cache=False, logits_to_keep=a.last).logits[0].double()
+        else:
+            ref = model(ids).logits[0].double()
     ours = torch.from_numpy(np.fromfile(a.ours, dtype=np.float32)).double().cuda()
     V = ref.shape[1]
     ours = ours.view(-1, V)

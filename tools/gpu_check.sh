@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
 # GPU checks on the device machine, in one call:
-#   tools/gpu_check.sh [tiny|7b|all]      (default tiny)
+#   tools/gpu_check.sh [tiny|7b|all|quick|perf|yarn ...]      (default tiny)
+#     tiny: kernel tests, tiny logits/greedy/batched (f16, bf16), kernel sources, sanitizer
+#     7b:   startup (warm/cold/sweeps), 7b logits, bench + sweep + transformers peer
+#     quick: tiny without the kernel-source variants, then perf
+#     perf: 7b make/compile, 7b logits, qwrun bench (ceilings, floors), qwgpu sweep, peer
+#     yarn: 7b with rope_scaling yarn x4, a 40K-token prompt, last 8 logits vs transformers
+#   Several modes may be given: tools/gpu_check.sh quick yarn
+#   QW_PEER_COMPILE=1 adds transformers' static cache + torch.compile to the peer.
 # Uses binaries from $QW_BIN (default .carry/bin: qwc, qwrun + libcpp-httplib, qwgpu,
 # qw_gpu_tests built on the CPU machine by tools/stage_gpu_bins.sh) or builds them when absent. Writes logs/JSON under $OUT (or /tmp/qw_gpu_out) and
 # prints a short table last. Exit status non-zero if any check failed (a skipped GPU test
 # counts as a failure).
 set -u -o pipefail
-MODE=${1:-tiny}
+MODES=" ${*:-tiny} "
+has() { case "$MODES" in *" $1 "*) return 0;; esac; return 1; }
+TINY_CORE=0; TINY_SRC=0; S7_STARTUP=0; S7_PERF=0; YARN=0
+has tiny && { TINY_CORE=1; TINY_SRC=1; }
+has all && { TINY_CORE=1; TINY_SRC=1; S7_STARTUP=1; S7_PERF=1; }
+has 7b && { S7_STARTUP=1; S7_PERF=1; }
+has quick && { TINY_CORE=1; S7_PERF=1; }
+has perf && S7_PERF=1
+has yarn && YARN=1
+MODE=$(echo $MODES | tr ' ' '+')
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 BIN=${QW_BIN:-$ROOT/.carry/bin}
@@ -44,7 +60,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --f
 
 gen_tokens() { python3 -c "import numpy as np,sys; r=np.random.default_rng(); r.integers(0,150000,int(sys.argv[1]),dtype=np.int32).tofile(sys.argv[2])" "$1" "$2"; }
 
-if [ "$MODE" = tiny ] || [ "$MODE" = all ]; then
+if [ $TINY_CORE = 1 ]; then
   run kernel_tests "$BIN/qw_gpu_tests"; rc=$?
   if [ $rc -ne 0 ] || grep -q "skipped: no GPU" "$OUTD/kernel_tests.log"; then row "kernel tests (f16+bf16)" FAIL "rc=$rc"; else row "kernel tests (f16+bf16)" ok "$(grep -o 'assertions:.*' "$OUTD/kernel_tests.log" | head -1)"; fi
   rm -rf "$WORK/tiny"; qmake tiny $RANDOM "$WORK/tiny" >/dev/null 2>&1 || row "make tiny" FAIL ""
@@ -61,7 +77,8 @@ if [ "$MODE" = tiny ] || [ "$MODE" = all ]; then
     run batch_tiny_$dt "$BIN/qwgpu" batch-check "$A" --seqs 8 --steps 24; rc=$?
     row "tiny $dt batched==alone (8 seqs)" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/batch_tiny_$dt.log")"
   done
-  for src in cubin ptx nvrtc; do
+  grep -h "flash prefill attention" "$OUTD/kernel_tests.log" | tr '\n' ';' > "$RES/flash_err.txt"
+  for src in $([ $TINY_SRC = 1 ] && echo cubin ptx nvrtc); do
     QW_KERNEL_SOURCE=$src run startup_tiny_$src "$BIN/qwgpu" startup "$WORK/tiny_fp16.qwart" --no-floors; rc=$?
     row "tiny kernels via $src" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(grep -o '"source": "[^"]*"' "$OUTD/startup_tiny_$src.log") $(grep -o '"module_load_s": [0-9.e-]*' "$OUTD/startup_tiny_$src.log")"
   done
@@ -71,8 +88,8 @@ if [ "$MODE" = tiny ] || [ "$MODE" = all ]; then
   fi
 fi
 
-if [ "$MODE" = 7b ] || [ "$MODE" = all ]; then
-  C7=$WORK/ck7b; A7=$WORK/m7b_fp16.qwart
+C7=$WORK/ck7b; A7=$WORK/m7b_fp16.qwart
+if [ $S7_STARTUP = 1 ] || [ $S7_PERF = 1 ] || [ $YARN = 1 ]; then
   df -h "$WORK" | tail -1
   t0=$(date +%s)
   [ -f "$C7/config.json" ] || qmake 7b 7 "$C7" >"$OUTD/make7b.log" 2>&1 || row "make 7b" FAIL ""
@@ -80,6 +97,8 @@ if [ "$MODE" = 7b ] || [ "$MODE" = all ]; then
   [ -f "$A7" ] || qcompile "$C7" "$A7" fp16 sm_90a,sm_80 >"$OUTD/compile7b.log" 2>&1 || row "compile 7b" FAIL "$(tail -1 "$OUTD/compile7b.log")"
   t2=$(date +%s)
   row "7b make / compile (s)" info "$((t1 - t0)) / $((t2 - t1))"
+fi
+if [ $S7_STARTUP = 1 ]; then
   # Warm page cache: read it once.
   cat "$A7" > /dev/null
   for i in 1 2; do
@@ -102,12 +121,50 @@ if [ "$MODE" = 7b ] || [ "$MODE" = all ]; then
   else
     row "7b startup cold" info "drop_caches not permitted"
   fi
+fi
+if [ $S7_PERF = 1 ]; then
+  run startup7b_ready "$BIN/qwgpu" startup "$A7" --no-floors -o "$RES/startup7b_ready.json"; rc=$?
+  row "7b startup warm (s to ready)" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(python3 -c "import json;d=json.load(open('$RES/startup7b_ready.json'));print('ready %.2f s from process start; %s graphs captured in %.3f s'%(d['process_start_to_ready_s'],d['kv_cache']['graphs'],d['stages']['graph_capture_s']))" 2>&1)"
   gen_tokens 512 "$WORK/tok512.i32"
   run logits7b "$BIN/qwgpu" logits "$A7" "$WORK/tok512.i32" "$WORK/ours7b.f32" --chunk 300
   run cmp7b python3 tools/compare_logits.py "$C7" "$WORK/tok512.i32" "$WORK/ours7b.f32" --dtype fp16; rc=$?
   row "7b fp16 logits vs HF fp32 (512)" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/cmp7b.log" | cut -c1-200)"
-  run bench7b "$BIN/qwrun" bench "$A7" --device gpu --kv-cache-gb 16 --out "$RES/bench7b.json"
-  row "7b bench" info "$(python3 -c "import json;d=json.load(open('$RES/bench7b.json'));print('ttft128 %.1f ms ttft2048 %.1f ms decode tok/s b1 %.1f b8 %.1f b32 %.1f (b1 %.0f GB/s of weights)'%(d['ttft_ms']['128'],d['ttft_ms']['2048'],d['decode_tok_s']['1'],d['decode_tok_s']['8'],d['decode_tok_s']['32'],d['weight_bytes']*d['decode_tok_s']['1']/1e9))" 2>&1)"
+  run bench7b "$BIN/qwrun" bench "$A7" --device gpu --kv-cache-gb 16 --decode-steps 256 --out "$RES/bench7b.json"
+  row "7b bench" info "$(python3 -c "import json;d=json.load(open('$RES/bench7b.json'));print('ttft128 %.1f ms ttft2048 %.1f ms decode tok/s b1 %.1f b8 %.1f b32 %.1f; mem used %.1f GB'%(d['ttft_ms']['128'],d['ttft_ms']['2048'],d['decode_tok_s']['1'],d['decode_tok_s']['8'],d['decode_tok_s']['32'],d['gpu_memory']['device_used_bytes']/1e9))" 2>&1)"
+  row "7b ceilings" info "$(python3 -c "import json;d=json.load(open('$RES/bench7b.json'))['ceilings'];print('D2D copy %.0f GB/s, cuBLAS 8192^3 %.0f TFLOP/s, gate_up shape %.0f TFLOP/s'%(d['d2d_copy_gbps'],d['cublas_gemm_8192_tflops'],d['cublas_gate_up_tflops']))" 2>&1)"
+  row "7b floors (floor/measured)" info "$(python3 -c "
+import json;f=json.load(open('$RES/bench7b.json'))['floors']
+print(' '.join('b%s %.3f/%.3f ms=%.0f%%'%(k,v['floor_ms'],v['measured_ms'],100*v['ratio']) for k,v in f['decode'].items()),
+      ' '.join('prefill%s %.1f/%.1f ms=%.0f%%'%(k,v['floor_ms'],v['measured_ms'],100*v['ratio']) for k,v in f['prefill'].items()))" 2>&1)"
+  row "7b graph replay ms (GPU only)" info "$(python3 -c "import json;d=json.load(open('$RES/bench7b.json'))['graph_replay_ms'];print(' '.join('b%s %.3f'%(k,v) for k,v in d.items()))" 2>&1)"
+  run sweep7b "$BIN/qwgpu" sweep "$A7" -o "$RES/sweep7b.json"; rc=$?
+  row "7b sweep (pdl/gemv/flash A-B)" $([ $rc -eq 0 ] && echo info || echo FAIL) "see sweep7b.log"
+  if command -v ncu >/dev/null; then  # per-kernel table of one decode step at batch 1 (no graphs)
+    head -c 256 "$WORK/tok512.i32" > "$WORK/prompt64.i32"
+    M=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,launch__registers_per_thread
+    QW_GRAPH_MAX=0 run ncu7b timeout 150 ncu --clock-control none --metrics $M --csv \
+      -k regex:"gemv_|attention_paged|attention_combine|rmsnorm|qkv_rope|embedding" --launch-skip 87 --launch-count 12 \
+      "$BIN/qwgpu" greedy "$A7" "$WORK/prompt64.i32" 3
+    QW_GRAPH_MAX=0 run ncu7b_lm timeout 100 ncu --clock-control none --metrics $M --csv \
+      -k regex:"gemv_hidden_b1" --launch-skip 29 --launch-count 1 "$BIN/qwgpu" greedy "$A7" "$WORK/prompt64.i32" 3
+    grep '^"' "$OUTD/ncu7b.log" "$OUTD/ncu7b_lm.log" > "$RES/ncu_decode_b1.csv"
+    row "7b ncu decode b1 (one layer + lm_head)" info "$(python3 tools/ncu_table.py "$RES/ncu_decode_b1.csv" 2>&1 | tail -n 14 | tr '\n' '|' | cut -c1-900)"
+  fi
+  run peer7b timeout 420 python3 tools/bench_transformers_peer.py "$C7" --dtype fp16 --ours "$RES/bench7b.json" \
+      $([ "${QW_PEER_COMPILE:-0}" = 1 ] && echo --compile) -o "$RES/peer7b.json"
+  row "7b transformers peer" info "$(python3 -c "
+import json;d=json.load(open('$RES/peer7b.json'))
+print(' '.join('%s x%.2f'%(k,v['speedup']) for k,v in d['side_by_side'].items()))" 2>&1)"
+fi
+if [ $YARN = 1 ]; then
+  CY=$WORK/ck7b_yarn; AY=$WORK/m7b_yarn.qwart
+  mkdir -p "$CY"; for f in "$C7"/*; do [ "$(basename "$f")" = config.json ] || ln -sf "$f" "$CY/"; done
+  python3 -c "import json;c=json.load(open('$C7/config.json'));c['rope_scaling']={'type':'yarn','factor':4.0,'original_max_position_embeddings':32768};json.dump(c,open('$CY/config.json','w'),indent=1)"
+  [ -f "$AY" ] || qcompile "$CY" "$AY" fp16 sm_90a >"$OUTD/compile7b_yarn.log" 2>&1 || row "compile 7b yarn" FAIL "$(tail -1 "$OUTD/compile7b_yarn.log")"
+  gen_tokens 40960 "$WORK/tok40k.i32"
+  run logits7b_yarn "$BIN/qwgpu" logits "$AY" "$WORK/tok40k.i32" "$WORK/ours40k.f32" --chunk 8192 --last 8 --kv-gb 8
+  run cmp7b_yarn python3 tools/compare_logits.py "$CY" "$WORK/tok40k.i32" "$WORK/ours40k.f32" --dtype fp16 --last 8 --attn sdpa; rc=$?
+  row "7b yarn x4, 40960-token prompt, last 8" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/cmp7b_yarn.log" | cut -c1-200); ours: $(grep chunk "$OUTD/logits7b_yarn.log" | tr '\n' ' ' | cut -c1-200)"
 fi
 
 [ -f "$OUTD/hf_load7b.log" ] && tail -n1 "$OUTD/hf_load7b.log" > "$RES/hf_load7b.json"

@@ -7,6 +7,8 @@
 #include "cli/model_loader.h"
 #include "engine/throughput_bench.h"
 #ifdef QW_WITH_GPU
+#include "gpu/device_ceilings.h"
+#include "gpu/gpu_executor.h"
 #include "gpu/startup_bench.h"
 #endif
 
@@ -15,7 +17,7 @@ namespace qw::cli {
 Runner add_bench_command(CLI::App& app) {
   struct Opts {
     std::string file, out;
-    bool startup = false, check_device = false, sweep = false;
+    bool startup = false, check_device = false, sweep = false, no_ceilings = false;
     LoadOptions load;
     ThroughputBenchOptions tb;
   };
@@ -37,6 +39,10 @@ Runner add_bench_command(CLI::App& app) {
   c->add_option("--batch-sizes", o->tb.batch_sizes, "Decode batch sizes")->capture_default_str();
   c->add_option("--decode-steps", o->tb.decode_steps, "Timed decode steps per batch size")
       ->capture_default_str();
+  c->add_option("--decode-context", o->tb.decode_context, "Prompt length before the decode steps")
+      ->capture_default_str();
+  c->add_flag("--no-ceilings", o->no_ceilings,
+              "GPU: skip measuring the copy bandwidth and cuBLAS rate (and the floors from them)");
   return [o] {
     nlohmann::ordered_json result;
     if (o->startup) {
@@ -60,6 +66,36 @@ Runner add_bench_command(CLI::App& app) {
       result["artifact"] = o->file;
       result["load_seconds"] = (*m)->load_seconds;
       result["weight_bytes"] = (*m)->artifact->file().size();
+      result["decode_context"] = o->tb.decode_context;
+      result["decode_steps"] = o->tb.decode_steps;
+#ifdef QW_WITH_GPU
+      if (auto* g = dynamic_cast<gpu::GpuExecutor*>((*m)->executor.get())) {
+        const gpu::GpuMemoryUse mu = g->memory_use();
+        result["gpu_memory"] = {{"weights_bytes", mu.weights},
+                                {"kv_cache_bytes", mu.kv_cache},
+                                {"workspace_bytes", mu.workspace},
+                                {"device_used_bytes", mu.device_used},
+                                {"device_total_bytes", mu.device_total}};
+        // GPU time of one decode step (graph replay, context 1) vs the host-visible step.
+        for (int b : g->graph_buckets()) {
+          auto ms = g->time_graph_replay(b, 20);
+          if (!ms.ok()) return fail(ms.status().message());
+          result["graph_replay_ms"][std::to_string(b)] = *ms;
+        }
+        if (!o->no_ceilings) {
+          const ModelConfig& cfg = g->config();
+          const bool bf16 = (*m)->artifact->weight_dtype() == DType::BF16;
+          auto ce = gpu::measure_device_ceilings(0, bf16, 2048, 2 * cfg.intermediate_size, cfg.hidden_size);
+          if (!ce.ok()) return fail(ce.status().message());
+          result["ceilings"] = {{"d2d_copy_gbps", ce->d2d_gbps},
+                                {"d2d_copy_bytes", ce->d2d_bytes},
+                                {"cublas_gemm_8192_tflops", ce->gemm_tflops},
+                                {"cublas_gate_up_shape", {ce->shape_m, ce->shape_n, ce->shape_k}},
+                                {"cublas_gate_up_tflops", ce->shape_tflops}};
+          add_throughput_floors(result, cfg, 2.0, o->tb, ce->d2d_gbps, ce->gemm_tflops);
+        }
+      }
+#endif
     }
     std::cout << result.dump(2) << std::endl;
     if (!o->out.empty()) {

@@ -68,6 +68,8 @@ Runner add_chat_command(CLI::App& app) {
         msgs.erase(msgs.end() - 1);
         continue;
       }
+      const std::string tail = dec.flush();  // bytes of a character cut off by the last token
+      std::fwrite(tail.data(), 1, tail.size(), stdout);
       if (r->finish == FinishReason::Cancelled) std::fputs(" [stopped]", stdout);
       std::fputc('\n', stdout);
       msgs.push_back({{"role", "assistant"}, {"content", r->text}});

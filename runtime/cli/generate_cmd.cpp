@@ -54,6 +54,8 @@ Runner add_generate_command(CLI::App& app) {
           std::fflush(stdout);
         },
         &g_interrupted);
+    const std::string tail = dec.flush();  // bytes of a character cut off by the last token
+    std::fwrite(tail.data(), 1, tail.size(), stdout);
     std::fputc('\n', stdout);
     if (!r.ok()) return fail(r.status().message());
     const double dt = r->decode_seconds;

@@ -19,7 +19,7 @@ struct AttentionShape {
   int64_t q_heads = 0;   // this rank's
   int64_t kv_heads = 0;  // this rank's; q head h reads kv head h / (q_heads / kv_heads)
   int64_t head_dim = 0;
-  int64_t window = 0;    // sliding window (keys with pos - key < window); 0 = full causal
+  int64_t window = 0;  // sliding window (keys with pos - key < window); 0 = full causal
 };
 
 // out[i, h, :] = softmax_t(q[i, h, :] . K[t] / sqrt(head_dim)) V[t] over the row's keys.

@@ -20,8 +20,7 @@ Expected<std::unique_ptr<CpuExecutor>> CpuExecutor::create(const Artifact& art,
 }
 
 Expected<std::unique_ptr<CpuExecutor>> CpuExecutor::create(const ModelConfig& cfg,
-                                                           const TpPlan& plan,
-                                                           ModelWeights weights,
+                                                           const TpPlan& plan, ModelWeights weights,
                                                            CpuExecutorOptions opts) {
   if (cfg.hidden_act != "silu")
     return Status::Error("config.hidden_act '" + cfg.hidden_act +
@@ -32,8 +31,8 @@ Expected<std::unique_ptr<CpuExecutor>> CpuExecutor::create(const ModelConfig& cf
     return Errorf("kv_block_tokens = %lld: must be positive", (long long)opts.kv_block_tokens);
   QW_RETURN_IF_ERROR(validate_weights(cfg, plan, weights));
   QW_ASSIGN_OR_RETURN(RopeParams rope, compute_rope_params(cfg));
-  return std::unique_ptr<CpuExecutor>(new CpuExecutor(cfg, plan, std::move(weights),
-                                                      std::move(rope), opts));
+  return std::unique_ptr<CpuExecutor>(
+      new CpuExecutor(cfg, plan, std::move(weights), std::move(rope), opts));
 }
 
 CpuExecutor::CpuExecutor(const ModelConfig& cfg, const TpPlan& plan, ModelWeights weights,
@@ -43,13 +42,14 @@ CpuExecutor::CpuExecutor(const ModelConfig& cfg, const TpPlan& plan, ModelWeight
       w_(std::move(weights)),
       rope_(std::move(rope)),
       pool_(opts.threads),
-      cache_(KvGeometry{plan.tp, cfg.num_hidden_layers, plan.kv_heads_per_rank, cfg.head_dim,
-                        opts.kv_block_tokens},
-             ((opts.kv_capacity_tokens > 0 ? opts.kv_capacity_tokens : cfg.max_position_embeddings) +
-              opts.kv_block_tokens - 1) /
-                 opts.kv_block_tokens) {
-  max_context_ = std::min(cfg.max_position_embeddings,
-                          cache_.blocks_total() * cache_.geometry().block_tokens);
+      cache_(
+          KvGeometry{plan.tp, cfg.num_hidden_layers, plan.kv_heads_per_rank, cfg.head_dim,
+                     opts.kv_block_tokens},
+          ((opts.kv_capacity_tokens > 0 ? opts.kv_capacity_tokens : cfg.max_position_embeddings) +
+           opts.kv_block_tokens - 1) /
+              opts.kv_block_tokens) {
+  max_context_ =
+      std::min(cfg.max_position_embeddings, cache_.blocks_total() * cache_.geometry().block_tokens);
 }
 
 std::string CpuExecutor::device_name() const {
@@ -70,8 +70,7 @@ Status CpuExecutor::check_inputs(std::span<const StepInput> inputs) const {
   int64_t blocks = 0;
   for (const StepInput& in : inputs) {
     const unsigned long long id = in.seq;
-    if (!seen.insert(in.seq).second)
-      return Errorf("sequence %llu appears twice in one step", id);
+    if (!seen.insert(in.seq).second) return Errorf("sequence %llu appears twice in one step", id);
     if (in.tokens.empty()) return Errorf("sequence %llu: empty token chunk", id);
     const int64_t cached = cache_.length(in.seq);
     if (in.start_pos != cached)
@@ -79,10 +78,10 @@ Status CpuExecutor::check_inputs(std::span<const StepInput> inputs) const {
                     (long long)in.start_pos, (long long)cached);
     const int64_t end = in.start_pos + int64_t(in.tokens.size());
     if (end > max_context_)
-      return Errorf("sequence %llu: %lld tokens exceed the context of %lld "
-                    "(max_position_embeddings %lld)",
-                    id, (long long)end, (long long)max_context_,
-                    (long long)cfg_.max_position_embeddings);
+      return Errorf(
+          "sequence %llu: %lld tokens exceed the context of %lld "
+          "(max_position_embeddings %lld)",
+          id, (long long)end, (long long)max_context_, (long long)cfg_.max_position_embeddings);
     for (int32_t t : in.tokens)
       if (t < 0 || t >= cfg_.vocab_size)
         return Errorf("sequence %llu: token id %d outside the vocabulary of %lld", id, t,
@@ -97,6 +96,8 @@ Status CpuExecutor::check_inputs(std::span<const StepInput> inputs) const {
 
 Status CpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& logits) {
   QW_RETURN_IF_ERROR(check_inputs(inputs));
+  logits.clear();
+  if (inputs.empty()) return Status::Ok();
   for (const StepInput& in : inputs)
     QW_RETURN_IF_ERROR(cache_.grow(in.seq, in.start_pos + int64_t(in.tokens.size())));
 
@@ -136,8 +137,8 @@ Status CpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& 
 
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
     const LayerWeights& L = w_.layers[size_t(l)];
-    const bool sliding = cfg_.use_sliding_window && cfg_.sliding_window > 0 &&
-                         l >= cfg_.max_window_layers;
+    const bool sliding =
+        cfg_.use_sliding_window && cfg_.sliding_window > 0 && l >= cfg_.max_window_layers;
     for (int64_t i = 0; i < M; ++i)
       rms_norm(h.data() + i * H, L.input_norm.data(), H, cfg_.rms_norm_eps, xn.data() + i * H);
     for (int64_t r = 0; r < plan_.tp; ++r) {
@@ -159,8 +160,8 @@ Status CpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& 
       }
       const AttentionShape shape{r, l, qh, kvh, hd, sliding ? cfg_.sliding_window : 0};
       attention(pool_, cache_, rows, shape, qkv.data(), qkv_dim, attn.data(), q_dim);
-      matmul(pool_, attn.data(), M, q_dim, R.o_proj, 0, H, nullptr, r == 0 ? acc.data() : part.data(),
-             H);
+      matmul(pool_, attn.data(), M, q_dim, R.o_proj, 0, H, nullptr,
+             r == 0 ? acc.data() : part.data(), H);
       reduce(r);
     }
     add_inplace(h.data(), acc.data(), M * H);

@@ -2,6 +2,7 @@
 // from the artifact mapping. Tensor-parallel artifacts run rank by rank; the partial
 // outputs of the row-parallel o_proj / down_proj are summed in rank order, as the
 // all-reduce of a TP GPU run does, so no weight is ever reassembled.
+// Not thread-safe: one step() at a time (matmuls and attention use its own thread pool).
 #pragma once
 #include <memory>
 #include <string>

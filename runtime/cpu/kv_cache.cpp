@@ -27,9 +27,10 @@ int64_t KvCache::blocks_needed(uint64_t seq, int64_t new_length) const {
 Status KvCache::grow(uint64_t seq, int64_t new_length) {
   const int64_t need = blocks_needed(seq, new_length);
   if (need > blocks_free())
-    return Errorf("sequence %llu: KV cache full (%lld more blocks of %lld tokens needed, %lld free)",
-                  (unsigned long long)seq, (long long)need, (long long)g_.block_tokens,
-                  (long long)blocks_free());
+    return Errorf(
+        "sequence %llu: KV cache full (%lld more blocks of %lld tokens needed, %lld free)",
+        (unsigned long long)seq, (long long)need, (long long)g_.block_tokens,
+        (long long)blocks_free());
   Seq& s = seqs_[seq];
   for (int64_t i = 0; i < need; ++i) {
     const int32_t b = free_.back();

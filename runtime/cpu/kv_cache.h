@@ -43,8 +43,8 @@ class KvCache {
   // seq's block table (looked up once per step, not per position).
   const std::vector<int32_t>& table(uint64_t seq) const { return seqs_.at(seq).blocks; }
   // K (kv = 0) or V (kv = 1) vector of one head at one position of a sequence's table.
-  float* slot(const std::vector<int32_t>& table, int64_t rank, int64_t layer, int kv,
-              int64_t head, int64_t pos) const {
+  float* slot(const std::vector<int32_t>& table, int64_t rank, int64_t layer, int kv, int64_t head,
+              int64_t pos) const {
     return blocks_[size_t(table[size_t(pos / g_.block_tokens)])].get() +
            offset(rank, layer, kv, head, pos % g_.block_tokens);
   }

@@ -76,7 +76,8 @@ QW_AVX2 float dot_avx2(const float* a, const float* b, int64_t n) {
     s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
     s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
   }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  for (; i + 8 <= n; i += 8)
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
   float s = hsum(_mm256_add_ps(s0, s1));
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
@@ -112,8 +113,8 @@ QW_AVX2 void dot4_avx2(const float* x, const float* w, int64_t ldw, int64_t n, f
 
 // Four rows of w against two x rows: eight accumulators, six loads per eight FMAs (the
 // prefill path, where dot4 alone is bound by loads).
-QW_AVX2 void dot4x2_avx2(const float* x0, const float* x1, const float* w, int64_t ldw,
-                         int64_t n, float* out0, float* out1) {
+QW_AVX2 void dot4x2_avx2(const float* x0, const float* x1, const float* w, int64_t ldw, int64_t n,
+                         float* out0, float* out1) {
   __m256 a[8];
   for (auto& v : a) v = _mm256_setzero_ps();
   int64_t i = 0;
@@ -150,13 +151,14 @@ QW_AVX2 inline __m256 load8_bf16(const uint16_t* p) {
 // input row), where staging converted rows in a buffer would double the memory traffic.
 template <bool kBf16>
 QW_AVX2 inline __m256 load8(const uint16_t* p) {
-  if constexpr (kBf16) return load8_bf16(p);
-  else return load8_f16(p);
+  if constexpr (kBf16)
+    return load8_bf16(p);
+  else
+    return load8_f16(p);
 }
 
 template <bool kBf16>
-QW_AVX2 void dot4_half_avx2(const float* x, const uint16_t* w, int64_t ldw, int64_t n,
-                            float* out) {
+QW_AVX2 void dot4_half_avx2(const float* x, const uint16_t* w, int64_t ldw, int64_t n, float* out) {
   __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
   __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
   int64_t i = 0;
@@ -203,9 +205,9 @@ const Kernels& kernels() {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
         __builtin_cpu_supports("f16c"))
-      return Kernels{convert_f16_avx2, convert_bf16_avx2,     dot_avx2,
-                     dot4_avx2,        dot4x2_avx2,           axpy_avx2,
-                     dot4_half_avx2<false>, dot4_half_avx2<true>};
+      return Kernels{
+          convert_f16_avx2,      convert_bf16_avx2,   dot_avx2, dot4_avx2, dot4x2_avx2, axpy_avx2,
+          dot4_half_avx2<false>, dot4_half_avx2<true>};
     return Kernels{convert_f16_scalar, convert_bf16_scalar, dot_scalar, dot4_scalar,
                    dot4x2_scalar,      axpy_scalar,         nullptr,    nullptr};
   }();
@@ -221,6 +223,10 @@ constexpr int64_t kKBlock = 512;
 }  // namespace
 
 void convert_row(const WeightMatrix& w, int64_t row, int64_t col, int64_t n, float* out) {
+  if (w.int4) {
+    quant::dequantize_int4_rows_unchecked(*w.int4, row, row + 1, col, col + n, out, n);
+    return;
+  }
   const int64_t i = row * w.cols + col;
   switch (w.dtype) {
     case DType::F16:
@@ -235,14 +241,21 @@ void convert_row(const WeightMatrix& w, int64_t row, int64_t col, int64_t n, flo
   }
 }
 
-float dot(const float* a, const float* b, int64_t n) { return kernels().dot(a, b, n); }
-void axpy(float a, const float* x, float* y, int64_t n) { kernels().axpy(a, x, y, n); }
+float dot(const float* a, const float* b, int64_t n) {
+  return kernels().dot(a, b, n);
+}
+void axpy(float a, const float* x, float* y, int64_t n) {
+  kernels().axpy(a, x, y, n);
+}
 
 void matmul(ThreadPool& pool, const float* x, int64_t M, int64_t ldx, const WeightMatrix& w,
             int64_t row_begin, int64_t row_count, const float* bias, float* y, int64_t ldy) {
   const int64_t K = w.cols;
   const Kernels& kr = kernels();
-  auto fused = w.dtype == DType::F16 ? kr.dot4_f16 : w.dtype == DType::BF16 ? kr.dot4_bf16 : nullptr;
+  auto fused = w.int4                   ? nullptr
+               : w.dtype == DType::F16  ? kr.dot4_f16
+               : w.dtype == DType::BF16 ? kr.dot4_bf16
+                                        : nullptr;
   if (M == 1 && fused) {
     pool.parallel_for(row_count, kRowTile, [&](int64_t jb, int64_t je) {
       const uint16_t* base = reinterpret_cast<const uint16_t*>(w.data);

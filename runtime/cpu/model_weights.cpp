@@ -4,6 +4,7 @@
 
 #include "artifact/artifact.h"
 #include "artifact/tensor_names.h"
+#include "quant/int4_artifact.h"
 
 namespace qw::cpu {
 
@@ -11,7 +12,7 @@ namespace {
 
 Status check_matrix(const WeightMatrix& m, int64_t rows, int64_t cols) {
   if (m.empty()) return Status::Error("tensor " + m.name + " is missing");
-  if (!is_float_weight_dtype(m.dtype))
+  if (!m.int4 && !is_float_weight_dtype(m.dtype))
     return Status::Error("tensor " + m.name + " has dtype " + std::string(dtype_name(m.dtype)) +
                          ", which the CPU runtime does not read (f32, f16, bf16)");
   if (m.rows != rows || m.cols != cols)
@@ -41,6 +42,16 @@ Expected<WeightMatrix> matrix(const Artifact& art, const std::string& name, int 
                   t.shape.size());
   WeightMatrix m;
   m.name = name + (rank ? " (rank " + std::to_string(rank) + ")" : std::string());
+  if (art.metadata().tensors() != nullptr && t.dtype == DType::I32) {
+    // Packed INT4: the shape is the packed one; the logical one comes from the quant params.
+    QW_ASSIGN_OR_RETURN(quant::Int4Matrix q, quant::int4_matrix(art, name, rank));
+    m.dtype = DType::I32;
+    m.data = t.data;
+    m.rows = q.rows;
+    m.cols = q.cols;
+    m.int4 = std::make_shared<const quant::Int4Matrix>(std::move(q));
+    return m;
+  }
   m.dtype = t.dtype;
   m.data = t.data;
   m.rows = t.shape[0];

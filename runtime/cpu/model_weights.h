@@ -16,11 +16,11 @@ class Artifact;
 namespace qw::cpu {
 
 struct RankLayerWeights {
-  WeightMatrix qkv;              // FusedQKV [(qh_r + 2 kvh_r) * head_dim, hidden]
-  std::vector<float> qkv_bias;   // [(qh_r + 2 kvh_r) * head_dim]
-  WeightMatrix o_proj;           // row-parallel [hidden, qh_r * head_dim]
-  WeightMatrix gate_up;          // FusedGateUp [2 * inter_r, hidden]
-  WeightMatrix down;             // row-parallel [hidden, inter_r]
+  WeightMatrix qkv;             // FusedQKV [(qh_r + 2 kvh_r) * head_dim, hidden]
+  std::vector<float> qkv_bias;  // [(qh_r + 2 kvh_r) * head_dim]
+  WeightMatrix o_proj;          // row-parallel [hidden, qh_r * head_dim]
+  WeightMatrix gate_up;         // FusedGateUp [2 * inter_r, hidden]
+  WeightMatrix down;            // row-parallel [hidden, inter_r]
 };
 
 struct LayerWeights {
@@ -30,9 +30,9 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-  WeightMatrix embed;                // [vocab, hidden] (rank 0's copy)
-  std::vector<float> final_norm;     // [hidden]
-  std::vector<WeightMatrix> lm_head; // per rank [vocab_r, hidden]; the embedding when tied at tp 1
+  WeightMatrix embed;                 // [vocab, hidden] (rank 0's copy)
+  std::vector<float> final_norm;      // [hidden]
+  std::vector<WeightMatrix> lm_head;  // per rank [vocab_r, hidden]; the embedding when tied at tp 1
   std::vector<LayerWeights> layers;
 };
 

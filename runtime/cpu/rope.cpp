@@ -28,7 +28,8 @@ RopeParams yarn(const ModelConfig& cfg, int64_t dim) {
                                ? rs.original_max_position_embeddings
                                : cfg.max_position_embeddings;
   double attention_factor = rs.attention_factor;
-  if (attention_factor <= 0.0) attention_factor = factor <= 1.0 ? 1.0 : 0.1 * std::log(factor) + 1.0;
+  if (attention_factor <= 0.0)
+    attention_factor = factor <= 1.0 ? 1.0 : 0.1 * std::log(factor) + 1.0;
   const double beta_fast = rs.beta_fast > 0 ? rs.beta_fast : 32.0;
   const double beta_slow = rs.beta_slow > 0 ? rs.beta_slow : 1.0;
 

@@ -3,10 +3,12 @@
 // kernels convert rows to fp32 on the fly into small per-thread buffers.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "core/dtype.h"
 #include "core/half.h"
+#include "quant/dequantize.h"
 
 namespace qw::cpu {
 
@@ -16,14 +18,19 @@ struct WeightMatrix {
   const uint8_t* data = nullptr;
   int64_t rows = 0;  // output features (row-major [rows, cols], HF's [out, in])
   int64_t cols = 0;  // input features
+  // INT4 (GPTQ) weights: rows are dequantized to fp32 as they are read (data = packed words).
+  std::shared_ptr<const quant::Int4Matrix> int4;
 
   bool empty() const { return data == nullptr; }
   float at(int64_t r, int64_t c) const {
     const int64_t i = r * cols + c;
     switch (dtype) {
-      case DType::F16: return f16_to_f32(reinterpret_cast<const uint16_t*>(data)[i]);
-      case DType::BF16: return bf16_to_f32(reinterpret_cast<const uint16_t*>(data)[i]);
-      default: return reinterpret_cast<const float*>(data)[i];
+      case DType::F16:
+        return f16_to_f32(reinterpret_cast<const uint16_t*>(data)[i]);
+      case DType::BF16:
+        return bf16_to_f32(reinterpret_cast<const uint16_t*>(data)[i]);
+      default:
+        return reinterpret_cast<const float*>(data)[i];
     }
   }
 };

@@ -27,14 +27,14 @@ struct GenerateRequest {
   int64_t cached_prefix = 0;
   SamplingParams sampling;
   int64_t max_new_tokens = 256;
-  std::vector<int64_t> eos_ids;      // stop tokens (not part of the text)
-  std::vector<std::string> stop;     // stop strings, matched on decoded text
-  int64_t prefill_chunk = 512;       // prompt tokens per step
-  bool keep_cache = false;           // false: release seq's KV cache when done
+  std::vector<int64_t> eos_ids;   // stop tokens (not part of the text)
+  std::vector<std::string> stop;  // stop strings, matched on decoded text
+  int64_t prefill_chunk = 512;    // prompt tokens per step
+  bool keep_cache = false;        // false: release seq's KV cache when done
 };
 
 struct TokenEvent {
-  int32_t token = 0;
+  int32_t token = 0;  // -1: no new token, a final release of held-back text
   std::string_view text;  // newly releasable text (may be empty while a stop string could
                           // still match, or for tokens that end inside a UTF-8 character)
   const SampleResult* sample = nullptr;

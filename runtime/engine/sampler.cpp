@@ -95,8 +95,10 @@ void Sampler::apply_top_p() {
   for (size_t i = 0; i + 1 < V; ++i) {  // the most likely token is always kept
     const int32_t id = order_[i];
     cum += float(std::exp(double(work_[size_t(id)]) - double(mx)) / sum);
-    if (cum <= threshold) work_[size_t(id)] = kMasked;
-    else break;  // cum only grows: nothing later is removed
+    if (cum <= threshold)
+      work_[size_t(id)] = kMasked;
+    else
+      break;  // cum only grows: nothing later is removed
   }
 }
 

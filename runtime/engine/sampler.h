@@ -47,8 +47,8 @@ struct TokenLogprob {
 
 struct SampleResult {
   int32_t token = 0;
-  float logprob = 0.0f;                 // when params.logprobs >= 0
-  std::vector<TokenLogprob> top;        // params.logprobs most likely, best first
+  float logprob = 0.0f;           // when params.logprobs >= 0
+  std::vector<TokenLogprob> top;  // params.logprobs most likely, best first
 };
 
 class Sampler {

@@ -75,4 +75,70 @@ Expected<nlohmann::ordered_json> run_throughput_bench(ModelExecutor& model,
   return out;
 }
 
+namespace {
+struct Shape {
+  double H, D, QH, KVH, I, V, L;
+};
+Shape shape_of(const ModelConfig& c) {
+  return {double(c.hidden_size),         double(c.head_dim),          double(c.num_attention_heads),
+          double(c.num_key_value_heads), double(c.intermediate_size), double(c.vocab_size),
+          double(c.num_hidden_layers)};
+}
+// Weights of one layer, in elements (matrices only when matrices_only).
+double layer_elems(const Shape& s, bool matrices_only) {
+  const double qkv = (s.QH + 2 * s.KVH) * s.D;
+  double e = qkv * s.H + s.H * s.QH * s.D + 2 * s.I * s.H + s.H * s.I;
+  if (!matrices_only) e += qkv + 2 * s.H;
+  return e;
+}
+}  // namespace
+
+double decode_step_bytes(const ModelConfig& c, double elem_bytes, int64_t batch, double context) {
+  const Shape s = shape_of(c);
+  const double weights = s.L * layer_elems(s, false) + s.H /*final norm*/ + s.V * s.H /*lm_head*/ +
+                         double(batch) * s.H /*embedding rows*/;
+  const double kv = double(batch) * s.L * 2 * s.KVH * s.D * (context + 1);
+  return (weights + kv) * elem_bytes;
+}
+
+double prefill_flops(const ModelConfig& c, int64_t n) {
+  const Shape s = shape_of(c);
+  const double dn = double(n);
+  return 2 * dn * s.L * layer_elems(s, true) + 4 * s.D * s.QH * s.L * dn * (dn + 1) / 2 + 2 * s.V * s.H;
+}
+
+void add_throughput_floors(nlohmann::ordered_json& r, const ModelConfig& c, double elem_bytes,
+                           const ThroughputBenchOptions& o, double copy_gbps, double gemm_tflops) {
+  nlohmann::ordered_json f;
+  f["copy_gbps"] = copy_gbps;
+  f["gemm_tflops"] = gemm_tflops;
+  // Decode steps run at contexts decode_context .. decode_context + decode_steps - 1.
+  const double ctx = double(o.decode_context) + double(o.decode_steps - 1) / 2;
+  for (int64_t B : o.batch_sizes) {
+    const std::string k = std::to_string(B);
+    if (!r.contains("decode_step_ms") || !r["decode_step_ms"].contains(k)) continue;
+    const double bytes = decode_step_bytes(c, elem_bytes, B, ctx);
+    const double floor_ms = bytes / (copy_gbps * 1e9) * 1e3;
+    const double ms = r["decode_step_ms"][k].get<double>();
+    f["decode"][k] = {{"bytes_per_step", bytes},
+                      {"floor_ms", floor_ms},
+                      {"measured_ms", ms},
+                      {"ratio", floor_ms / ms},
+                      {"achieved_gbps", bytes / (ms * 1e-3) / 1e9}};
+  }
+  for (int64_t n : o.prompt_lengths) {
+    const std::string k = std::to_string(n);
+    if (!r.contains("ttft_ms") || !r["ttft_ms"].contains(k)) continue;
+    const double flops = prefill_flops(c, n);
+    const double floor_ms = flops / (gemm_tflops * 1e12) * 1e3;
+    const double ms = r["ttft_ms"][k].get<double>();
+    f["prefill"][k] = {{"flops", flops},
+                       {"floor_ms", floor_ms},
+                       {"measured_ms", ms},
+                       {"ratio", floor_ms / ms},
+                       {"achieved_tflops", flops / (ms * 1e-3) / 1e12}};
+  }
+  r["floors"] = f;
+}
+
 }  // namespace qw

@@ -22,4 +22,17 @@ struct ThroughputBenchOptions {
 Expected<nlohmann::ordered_json> run_throughput_bench(ModelExecutor& model,
                                                       const ThroughputBenchOptions& opts);
 
+// Bytes one decode step must read at least: every weight once (one embedding row per
+// sequence; the embedding table again as lm_head when tied) plus each sequence's K and V of
+// keys [0, context] in every layer. elem_bytes: bytes per weight / cache element.
+double decode_step_bytes(const ModelConfig& c, double elem_bytes, int64_t batch, double context);
+// Matrix FLOPs of a prefill of n tokens from an empty cache (causal attention counted as
+// n(n+1)/2 score/value pairs; lm_head for the last position only).
+double prefill_flops(const ModelConfig& c, int64_t n);
+// Adds "floors" to a run_throughput_bench result: per decode batch the floor (bytes /
+// copy bandwidth) and floor/measured; per prompt length the prefill floor (FLOPs / dense
+// GEMM rate) and achieved/rate. copy_gbps counts bytes read + written, as a D2D copy does.
+void add_throughput_floors(nlohmann::ordered_json& result, const ModelConfig& c, double elem_bytes,
+                           const ThroughputBenchOptions& opts, double copy_gbps, double gemm_tflops);
+
 }  // namespace qw

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
 #include <unordered_set>
 
 #include "artifact/tensor_names.h"
@@ -28,8 +30,20 @@ Status cublas_error(cublasStatus_t s, const char* what) {
   } while (0)
 
 size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+// Byte offset of the flash tiles in the step metadata (after 4 int32 and 1 int64 per row).
+size_t tiles_offset(int64_t rows) { return align_up(size_t(rows) * 24, 16); }
 
-constexpr int kDecodeBuckets[] = {1, 2, 4, 8};
+constexpr int kDecodeBuckets[] = {1, 2, 4, 8, 16, 32, 64};
+constexpr int kFlashRows = 64;  // query rows per flash-attention tile (QW_FA_BM)
+
+// QW_PDL=0, QW_ATTN=paged, QW_GEMV_MAX_ROWS=N, QW_GRAPH_MAX=N override the options
+// (A/B measurements on the device without rebuilding).
+void apply_env_overrides(GpuExecutorOptions& o) {
+  if (const char* v = std::getenv("QW_PDL")) o.pdl = std::atoi(v) != 0;
+  if (const char* v = std::getenv("QW_ATTN")) o.flash_attention = std::string(v) != "paged";
+  if (const char* v = std::getenv("QW_GEMV_MAX_ROWS")) o.gemv_max_rows = std::clamp(std::atoi(v), 0, 8);
+  if (const char* v = std::getenv("QW_GRAPH_MAX")) o.max_graph_batch = std::atoi(v);
+}
 constexpr const char* kGemvNames[4] = {"gemv_hidden", "gemv_o_res", "gemv_gate_up_swiglu", "gemv_down_res"};
 enum GemvKind { kGemvHidden = 0, kGemvORes = 1, kGemvGateUp = 2, kGemvDownRes = 3 };
 
@@ -57,6 +71,8 @@ void* GpuExecutor::vcache(int layer) const {
 Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExecutorOptions& opts) {
   art_ = std::move(artifact);
   opts_ = opts;
+  apply_env_overrides(opts_);
+  opts_.gemv_max_rows = std::clamp(opts_.gemv_max_rows, 0, 8);
   cfg_ = art_->config();
   plan_ = art_->tp_plan();
   dtype_ = art_->weight_dtype();
@@ -75,6 +91,7 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   cudaDeviceProp prop{};
   QW_CUDA(cudaGetDeviceProperties(&prop, device_));
   device_name_ = prop.name;
+  pdl_ = opts_.pdl && prop.major >= 9;
 
   // Weights.
   QW_ASSIGN_OR_RETURN(weights_, load_weights_to_device(*art_, 0, opts.load));
@@ -96,6 +113,7 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   QW_ASSIGN_OR_RETURN(k_combine_, module_.get("attention_combine"));
   QW_ASSIGN_OR_RETURN(k_swiglu_, module_.get("swiglu"));
   QW_ASSIGN_OR_RETURN(k_checksum_, module_.get("checksum64"));
+  QW_ASSIGN_OR_RETURN(k_flash_, module_.get("attention_prefill_tc"));
   for (int g = 0; g < 4; ++g)
     for (int b = 1; b <= 8; ++b) {
       QW_ASSIGN_OR_RETURN(k_gemv_[g][b - 1], module_.get(std::string(kGemvNames[g]) + "_b" + std::to_string(b)));
@@ -148,6 +166,9 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   QW_CUBLAS(cublasCreate(&h));
   cublas_ = h;
   QW_CUBLAS(cublasSetStream(h, stream_.get()));
+  // An explicit workspace: GEMMs captured into decode graphs must not allocate.
+  QW_ASSIGN_OR_RETURN(cublas_ws_, DeviceBuffer::alloc(size_t(32) << 20, "the cuBLAS workspace"));
+  QW_CUBLAS(cublasSetWorkspace(h, cublas_ws_.get(), cublas_ws_.size()));
 
   // Context limit: the model's, bounded by the pool below.
   int64_t model_ctx = cfg_.max_position_embeddings;
@@ -191,8 +212,8 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   QW_CUDA(cudaMemcpy(inv_freq_, rope.inv_freq.data(), size_t(D / 2) * 4, cudaMemcpyHostToDevice));
 
   // Metadata buffers: tokens, positions, row_seq, logit_rows (int32 x R), slots (int64 x R),
-  // block tables (int32, R x bt_stride).
-  meta_header_bytes_ = align_up(size_t(R) * 4 * 4 + size_t(R) * 8, 256);
+  // flash tiles (int4 x R), block tables (int32, R x bt_stride).
+  meta_header_bytes_ = align_up(tiles_offset(R) + size_t(R) * 16, 256);
   const size_t meta_bytes = meta_header_bytes_ + size_t(R) * size_t(bt_stride_) * 4;
   QW_ASSIGN_OR_RETURN(meta_, DeviceBuffer::alloc(meta_bytes, "the step metadata"));
   QW_ASSIGN_OR_RETURN(meta_host_, PinnedBuffer::alloc(meta_bytes));
@@ -204,6 +225,7 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
     d_rowseq_ = d_pos_ + R;
     d_logit_rows_ = d_rowseq_ + R;
     d_slots_ = reinterpret_cast<long long*>(d_logit_rows_ + R);
+    d_tiles_ = reinterpret_cast<int4*>(m + tiles_offset(R));
     d_tables_ = reinterpret_cast<int32_t*>(m + meta_header_bytes_);
   }
 
@@ -268,14 +290,14 @@ Status GpuExecutor::gemm(const void* a, const void* w, float* c, int rows, int n
 }
 
 Status GpuExecutor::lm_head(int first_row, int rows) {
-  cudaStream_t s = stream_.get();
   const int H = int(cfg_.hidden_size);
   const int* idx = d_logit_rows_ + first_row;
-  QW_RETURN_IF_ERROR(launch(k_rmsnorm_, dim3(rows), dim3(256), 0, s, x_, static_cast<const float*>(nullptr),
+  pdl_now_ = pdl_ && rows <= opts_.gemv_max_rows;
+  QW_RETURN_IF_ERROR(run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_, static_cast<const float*>(nullptr),
                             final_norm_, hl_, rows, idx));
-  if (rows <= 8) {
+  if (rows <= opts_.gemv_max_rows) {
     const int n = int(vocab_rows_);
-    return launch(k_gemv_[kGemvHidden][rows - 1], dim3((n + 7) / 8), dim3(128), 0, s, lm_head_w_,
+    return run_kernel(k_gemv_[kGemvHidden][rows - 1], dim3((n + 7) / 8), dim3(128), lm_head_w_,
                   static_cast<const void*>(hl_), logits_, static_cast<void*>(nullptr), n);
   }
   return gemm(hl_, lm_head_w_, logits_, rows, int(vocab_rows_), H, false);
@@ -283,52 +305,59 @@ Status GpuExecutor::lm_head(int first_row, int rows) {
 
 // One forward through every layer over `rows` rows whose metadata is on the device; the
 // residual stream ends in x_ (lm_head() then normalises the rows that need logits).
-Status GpuExecutor::forward(int rows, int nsplit) {
-  cudaStream_t s = stream_.get();
+Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
   const int H = int(cfg_.hidden_size), D = int(cfg_.head_dim), I = int(plan_.intermediate_per_rank);
   const int QH = int(plan_.q_heads_per_rank), KVH = int(plan_.kv_heads_per_rank);
-  const bool gemv = rows <= 8;
+  const bool gemv = rows <= opts_.gemv_max_rows;
+  pdl_now_ = pdl_ && gemv;
   const float scale_log2 = float(1.0 / std::sqrt(double(D)) * 1.4426950408889634);
   const float* nullf = nullptr;
   const int* nulli = nullptr;
-  QW_RETURN_IF_ERROR(launch(k_embed_, dim3(rows), dim3(128), 0, s, static_cast<const int*>(d_tokens_), embed_, x_, rows));
+  QW_RETURN_IF_ERROR(run_kernel(k_embed_, dim3(rows), dim3(128), static_cast<const int*>(d_tokens_), embed_, x_, rows));
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerW& w = layers_[l];
-    QW_RETURN_IF_ERROR(launch(k_rmsnorm_, dim3(rows), dim3(256), 0, s, x_, nullf, w.in_norm, h_, rows, nulli));
+    QW_RETURN_IF_ERROR(run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_, nullf, w.in_norm, h_, rows, nulli));
     if (gemv) {
-      QW_RETURN_IF_ERROR(launch(k_gemv_[kGemvHidden][rows - 1], dim3(unsigned((qkv_cols_ + 7) / 8)), dim3(128), 0, s,
+      QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvHidden][rows - 1], dim3(unsigned((qkv_cols_ + 7) / 8)), dim3(128),
                                 w.qkv_w, static_cast<const void*>(h_), qkv_, static_cast<void*>(nullptr), int(qkv_cols_)));
     } else {
       QW_RETURN_IF_ERROR(gemm(h_, w.qkv_w, qkv_, rows, int(qkv_cols_), H, false));
     }
-    QW_RETURN_IF_ERROR(launch(k_rope_, dim3(rows), dim3(256), 0, s, static_cast<const float*>(qkv_), w.qkv_b,
+    QW_RETURN_IF_ERROR(run_kernel(k_rope_, dim3(rows), dim3(256), static_cast<const float*>(qkv_), w.qkv_b,
                               static_cast<const int*>(d_pos_), static_cast<const long long*>(d_slots_),
                               static_cast<const float*>(inv_freq_), mscale_, qf_, kcache(int(l)), vcache(int(l)), rows));
-    QW_RETURN_IF_ERROR(launch(k_attn_, dim3(rows, KVH, nsplit), dim3(128), 0, s, static_cast<const float*>(qf_),
-                              static_cast<const void*>(kcache(int(l))), static_cast<const void*>(vcache(int(l))),
-                              static_cast<const int*>(d_rowseq_), static_cast<const int*>(d_pos_),
-                              static_cast<const int*>(d_tables_), int(bt_stride_), nsplit, scale_log2, attn_, part_o_,
-                              part_ml_));
-    if (nsplit > 1) {
-      QW_RETURN_IF_ERROR(launch(k_combine_, dim3(rows, QH), dim3(D), 0, s, static_cast<const float*>(part_o_),
-                                static_cast<const float*>(part_ml_), nsplit, attn_));
+    if (ntiles > 0) {
+      QW_RETURN_IF_ERROR(run_kernel(k_flash_, dim3(unsigned(ntiles), unsigned(QH)), dim3(128),
+                                    static_cast<const float*>(qf_), static_cast<const void*>(kcache(int(l))),
+                                    static_cast<const void*>(vcache(int(l))), static_cast<const int4*>(d_tiles_),
+                                    static_cast<const int*>(d_tables_), int(bt_stride_), scale_log2, attn_));
+    } else {
+      QW_RETURN_IF_ERROR(run_kernel(k_attn_, dim3(rows, KVH, nsplit), dim3(128), static_cast<const float*>(qf_),
+                                static_cast<const void*>(kcache(int(l))), static_cast<const void*>(vcache(int(l))),
+                                static_cast<const int*>(d_rowseq_), static_cast<const int*>(d_pos_),
+                                static_cast<const int*>(d_tables_), int(bt_stride_), nsplit, scale_log2, attn_, part_o_,
+                                part_ml_));
+      if (nsplit > 1) {
+        QW_RETURN_IF_ERROR(run_kernel(k_combine_, dim3(rows, QH), dim3(D), static_cast<const float*>(part_o_),
+                                  static_cast<const float*>(part_ml_), nsplit, attn_));
+      }
     }
     if (gemv) {
-      QW_RETURN_IF_ERROR(launch(k_gemv_[kGemvORes][rows - 1], dim3((H + 7) / 8), dim3(128), 0, s, w.o_w,
+      QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvORes][rows - 1], dim3((H + 7) / 8), dim3(128), w.o_w,
                                 static_cast<const void*>(attn_), x_, static_cast<void*>(nullptr), H));
     } else {
       QW_RETURN_IF_ERROR(gemm(attn_, w.o_w, x_, rows, H, QH * D, true));
     }
-    QW_RETURN_IF_ERROR(launch(k_rmsnorm_, dim3(rows), dim3(256), 0, s, x_, nullf, w.post_norm, h_, rows, nulli));
+    QW_RETURN_IF_ERROR(run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_, nullf, w.post_norm, h_, rows, nulli));
     if (gemv) {
-      QW_RETURN_IF_ERROR(launch(k_gemv_[kGemvGateUp][rows - 1], dim3((I + 3) / 4), dim3(128), 0, s, w.gu_w,
+      QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvGateUp][rows - 1], dim3((I + 3) / 4), dim3(128), w.gu_w,
                                 static_cast<const void*>(h_), static_cast<float*>(nullptr), act_, I));
-      QW_RETURN_IF_ERROR(launch(k_gemv_[kGemvDownRes][rows - 1], dim3((H + 7) / 8), dim3(128), 0, s, w.down_w,
+      QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvDownRes][rows - 1], dim3((H + 7) / 8), dim3(128), w.down_w,
                                 static_cast<const void*>(act_), x_, static_cast<void*>(nullptr), H));
     } else {
       QW_RETURN_IF_ERROR(gemm(h_, w.gu_w, gu_, rows, 2 * I, H, false));
-      QW_RETURN_IF_ERROR(launch(k_swiglu_, dim3(unsigned(std::min<int64_t>((int64_t(rows) * I + 255) / 256, 65535))),
-                                dim3(256), 0, s, static_cast<const float*>(gu_), act_, rows));
+      QW_RETURN_IF_ERROR(run_kernel(k_swiglu_, dim3(unsigned(std::min<int64_t>((int64_t(rows) * I + 255) / 256, 65535))),
+                                dim3(256), static_cast<const float*>(gu_), act_, rows));
       QW_RETURN_IF_ERROR(gemm(act_, w.down_w, x_, rows, H, I, true));
     }
   }
@@ -336,9 +365,24 @@ Status GpuExecutor::forward(int rows, int nsplit) {
 }
 
 Status GpuExecutor::capture_graphs() {
+  Status st = capture_graphs_once();
+  if (st.ok() || !pdl_) return st;
+  // A driver that cannot capture programmatic launches: capture without them.
+  std::fprintf(stderr, "qwrun: decode graphs with programmatic dependent launch failed (%s); without it\n",
+               st.message().c_str());
+  (void)cudaGetLastError();
+  for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g);
+  graphs_.clear();
+  pdl_ = false;
+  return capture_graphs_once();
+}
+
+Status GpuExecutor::capture_graphs_once() {
   cudaStream_t s = stream_.get();
   // Padded rows: token 0 at position 0 of the scratch block 0 (table row all zeros).
+  const int64_t L = std::max<int64_t>(8, opts_.max_logit_rows);
   for (int b : kDecodeBuckets) {
+    if (b > opts_.max_graph_batch || b > rows_max_ || b > L) continue;
     int32_t* hm = meta_host_.as<int32_t>();
     const int64_t R = rows_max_;
     std::memset(hm, 0, meta_header_bytes_);
@@ -438,7 +482,8 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
   int32_t *h_tok = hm, *h_pos = hm + R, *h_rowseq = hm + 2 * R, *h_lrows = hm + 3 * R;
   long long* h_slots = reinterpret_cast<long long*>(hm + 4 * R);
   int32_t* h_tables = reinterpret_cast<int32_t*>(meta_host_.as<uint8_t>() + meta_header_bytes_);
-  int rows = 0, nlog = 0, max_cols = 0;
+  int4* h_tiles = reinterpret_cast<int4*>(meta_host_.as<uint8_t>() + tiles_offset(R));
+  int rows = 0, nlog = 0, max_cols = 0, ntiles = 0;
   bool all_decode = true;
   for (size_t p = 0; p < pieces.size(); ++p) {
     const Piece& pc = pieces[p];
@@ -449,6 +494,9 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
     max_cols = std::max(max_cols, cols);
     std::memcpy(h_tables + p * size_t(bt_stride_), st.blocks.data(), size_t(cols) * 4);
     if (pc.len != 1) all_decode = false;
+    for (int64_t t0 = 0; t0 < pc.len; t0 += kFlashRows)
+      h_tiles[ntiles++] = make_int4(rows + int(t0), int(std::min<int64_t>(kFlashRows, pc.len - t0)),
+                                    int(in.start_pos + pc.begin + t0), int(p));
     for (int64_t j = 0; j < pc.len; ++j) {
       const int64_t pos = in.start_pos + pc.begin + j;
       h_tok[rows] = in.tokens[size_t(pc.begin + j)];
@@ -461,15 +509,18 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
     }
   }
   const int npieces = int(pieces.size());
-  const bool use_graph = all_decode && rows <= 8 && !graphs_.empty();
-  int bucket = rows;
-  if (use_graph) {
-    bucket = 0;
-    for (int b : kDecodeBuckets)
+  int bucket = 0;
+  if (all_decode)
+    for (const auto& [b, g] : graphs_)
       if (b >= rows) {
         bucket = b;
         break;
       }
+  const bool use_graph = bucket > 0;
+  const bool flash = !all_decode && opts_.flash_attention;
+  if (flash)  // longest key ranges first: the tail of the grid is the short tiles
+    std::sort(h_tiles, h_tiles + ntiles, [](const int4& a, const int4& b) { return a.z + a.y > b.z + b.y; });
+  if (use_graph) {
     for (int r = rows; r < bucket; ++r) {  // padded rows -> scratch block 0 via table row npieces
       h_tok[r] = 0;
       h_pos[r] = 0;
@@ -504,7 +555,7 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
       QW_CUDA(cudaStreamSynchronize(s));
     }
   } else {
-    QW_RETURN_IF_ERROR(forward(rows, attention_splits(rows)));
+    QW_RETURN_IF_ERROR(forward(rows, attention_splits(rows), flash ? ntiles : 0));
     const int L = int(std::max<int64_t>(8, opts_.max_logit_rows));
     for (int first = 0; first < nlog; first += L) {
       const int n = std::min(L, nlog - first);
@@ -559,6 +610,58 @@ Expected<uint64_t> GpuExecutor::device_weights_checksum() {
   uint64_t sum = 0;
   for (uint64_t v : h) sum += v;
   return sum;
+}
+
+}  // namespace qw::gpu
+
+namespace qw::gpu {
+
+GpuMemoryUse GpuExecutor::memory_use() const {
+  GpuMemoryUse m;
+  m.weights = weights_.arena.size();
+  m.kv_cache = kv_.size();
+  m.workspace = ws_.size() + meta_.size() + cublas_ws_.size();
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+    m.device_used = total_b - free_b;
+    m.device_total = total_b;
+  }
+  return m;
+}
+
+std::vector<int> GpuExecutor::graph_buckets() const {
+  std::vector<int> b;
+  for (const auto& [k, g] : graphs_) b.push_back(k);
+  return b;
+}
+
+Expected<double> GpuExecutor::time_graph_replay(int bucket, int iters) {
+  auto it = graphs_.find(bucket);
+  if (it == graphs_.end()) return Errorf("no decode graph for %d rows", bucket);
+  cudaStream_t s = stream_.get();
+  QW_CUDA(cudaSetDevice(device_));
+  // Every row on the scratch block at position 0 (as padded rows are).
+  int32_t* hm = meta_host_.as<int32_t>();
+  const int64_t R = rows_max_;
+  std::memset(hm, 0, meta_header_bytes_);
+  for (int r = 0; r < bucket; ++r) hm[R * 3 + r] = r;
+  QW_CUDA(cudaMemcpyAsync(meta_.get(), hm, meta_header_bytes_, cudaMemcpyHostToDevice, s));
+  QW_CUDA(cudaMemsetAsync(d_tables_, 0, size_t(bt_stride_) * 4, s));
+  QW_ASSIGN_OR_RETURN(Event e0, Event::create(true));
+  QW_ASSIGN_OR_RETURN(Event e1, Event::create(true));
+  std::vector<double> ms;
+  for (int i = 0; i < iters + 3; ++i) {
+    QW_CUDA(cudaEventRecord(e0.get(), s));
+    QW_CUDA(cudaGraphLaunch(it->second, s));
+    QW_CUDA(cudaEventRecord(e1.get(), s));
+    QW_CUDA(cudaEventSynchronize(e1.get()));
+    float t = 0;
+    QW_CUDA(cudaEventElapsedTime(&t, e0.get(), e1.get()));
+    if (i >= 3) ms.push_back(t);
+  }
+  QW_CUDA(cudaGetLastError());
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
 }
 
 }  // namespace qw::gpu

@@ -67,6 +67,7 @@ class GpuExecutor final : public ModelExecutor {
   int64_t max_context() const override { return max_context_; }
 
   const GpuStartupTimings& startup() const { return timings_; }
+  bool pdl() const { return pdl_; }
   const DeviceWeights& weights() const { return weights_; }
   const KernelModule& module() const { return module_; }
   cudaStream_t stream() const { return stream_.get(); }
@@ -98,11 +99,12 @@ class GpuExecutor final : public ModelExecutor {
   Status forward(int rows, int nsplit, int ntiles = 0);
   template <typename... Args>
   Status run_kernel(cudaKernel_t k, dim3 grid, dim3 block, Args... args) {
-    return launch_pdl(pdl_, k, grid, block, 0, stream_.get(), args...);
+    return launch_pdl(pdl_now_, k, grid, block, 0, stream_.get(), args...);
   }
   Status gemm(const void* a, const void* w, float* c, int rows, int n, int k, bool accumulate);
   Status lm_head(int first_row, int rows);
   Status capture_graphs();
+  Status capture_graphs_once();
   int64_t blocks_for(int64_t tokens) const { return (tokens + kKvBlockTokens - 1) / kKvBlockTokens; }
   void* kcache(int layer) const;
   void* vcache(int layer) const;
@@ -129,6 +131,7 @@ class GpuExecutor final : public ModelExecutor {
   cudaKernel_t k_embed_{}, k_rmsnorm_{}, k_rope_{}, k_attn_{}, k_combine_{}, k_swiglu_{}, k_checksum_{},
       k_flash_{};
   bool pdl_ = false;
+  bool pdl_now_ = false;  // this forward: pdl_ on the GEMV path (no cuBLAS kernels between ours)
   DeviceBuffer cublas_ws_;
   cudaKernel_t k_gemv_[4][8]{};  // hidden, o_res, gate_up_swiglu, down_res; batch 1..8
 

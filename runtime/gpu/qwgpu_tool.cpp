@@ -2,9 +2,14 @@
 //   qwgpu startup ART [--method staged-pread|staged-mmap|host-register|plain] [--threads N]
 //                 [--chunk-mb N] [--direct] [--no-executor] [--no-graphs] [--sweep]
 //                 [--check-device] [--verify] [-o OUT.json]
-//   qwgpu logits ART TOKENS.i32 OUT.f32 [--chunk N]     teacher-forced logits of every position
+//   qwgpu logits ART TOKENS.i32 OUT.f32 [--chunk N] [--last N] [--kv-gb G]
+//                                                        teacher-forced logits of every position
+//                                                        (or of the last N only: long prompts)
 //   qwgpu greedy ART TOKENS.i32 N                        greedy continuation (JSON: tokens, margins)
 //   qwgpu batch-check ART [--seqs 8] [--steps 24]        batched decode == each sequence alone
+//   qwgpu sweep ART [-o OUT.json]                         A/B: PDL, own GEMV vs cuBLAS, flash vs
+//                                                        paged prefill attention (graph replay
+//                                                        ms per decode bucket, TTFT 128/2048)
 //   (TTFT / tokens/s: `qwrun bench ART`)
 #include <algorithm>
 #include <chrono>
@@ -102,8 +107,10 @@ int cmd_startup(std::vector<std::string> a) {
 
 int cmd_logits(std::vector<std::string> a) {
   const int64_t chunk = std::stoll(opt(a, "--chunk", "100000000"));
+  const int64_t last = std::stoll(opt(a, "--last", "0"));
+  const double kv_gb = std::stod(opt(a, "--kv-gb", "8"));
   if (a.size() < 3) return fail(Status::Error("logits: ART TOKENS OUT"));
-  auto e = open_exec(a[0], 8, false);
+  auto e = open_exec(a[0], kv_gb, false);
   if (!e.ok()) return fail(e.status());
   auto toks = read_tokens(a[1]);
   std::ofstream out(a[2], std::ios::binary);
@@ -114,9 +121,28 @@ int cmd_logits(std::vector<std::string> a) {
     in.seq = 1;
     in.tokens = std::span<const int32_t>(toks.data() + b, size_t(n));
     in.start_pos = b;
-    in.all_logits = true;
+    in.all_logits = last <= 0;
+    if (last > 0 && b + n > int64_t(toks.size()) - last) {  // split so the last N are one chunk
+      const int64_t head = std::max<int64_t>(0, int64_t(toks.size()) - last - b);
+      if (head > 0) {
+        in.tokens = std::span<const int32_t>(toks.data() + b, size_t(head));
+        in.want_logits = false;
+        Status st = (*e)->step(std::span<const StepInput>(&in, 1), lg);
+        if (!st.ok()) return fail(st);
+      }
+      in.tokens = std::span<const int32_t>(toks.data() + b + head, size_t(n - head));
+      in.start_pos = b + head;
+      in.want_logits = true;
+      in.all_logits = true;
+    } else if (last > 0) {
+      in.want_logits = false;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
     Status st = (*e)->step(std::span<const StepInput>(&in, 1), lg);
     if (!st.ok()) return fail(st);
+    if (last > 0)
+      std::printf("chunk at %lld (+%zu tokens): %.1f ms\n", (long long)in.start_pos, in.tokens.size(),
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3);
     out.write(reinterpret_cast<const char*>(lg.data()), std::streamsize(lg.size() * 4));
   }
   std::printf("logits: %zu positions x %lld written to %s\n", toks.size(), (long long)(*e)->config().vocab_size,
@@ -220,6 +246,74 @@ int cmd_batch_check(std::vector<std::string> a) {
   return same == nseq ? 0 : 2;
 }
 
+// A/B of the executor's options on one artifact, in one process.
+int cmd_sweep(std::vector<std::string> a) {
+  const std::string out = opt(a, "-o", "");
+  if (a.empty()) return fail(Status::Error("sweep: ART"));
+  auto art = Artifact::open(a[0]);
+  if (!art.ok()) return fail(art.status());
+  auto shared = std::make_shared<Artifact>(std::move(*art));
+  struct Cfg {
+    const char* name;
+    bool pdl;
+    int gemv;
+    bool flash;
+  };
+  const Cfg cfgs[] = {{"default (pdl, gemv<=8, flash)", true, 8, true},
+                      {"no pdl", false, 8, true},
+                      {"cuBLAS for every batch", true, 0, true},
+                      {"paged prefill attention", true, 8, false}};
+  json res = json::array();
+  std::mt19937_64 rng(12345);
+  for (const Cfg& c : cfgs) {
+    GpuExecutorOptions o;
+    o.kv_cache_gb = 8;
+    o.pdl = c.pdl;
+    o.gemv_max_rows = c.gemv;
+    o.flash_attention = c.flash;
+    setenv("QW_PDL", c.pdl ? "1" : "0", 1);
+    setenv("QW_GEMV_MAX_ROWS", std::to_string(c.gemv).c_str(), 1);
+    setenv("QW_ATTN", c.flash ? "flash" : "paged", 1);
+    auto e = GpuExecutor::create(shared, o);
+    if (!e.ok()) return fail(e.status());
+    json r = {{"config", c.name}};
+    for (int b : (*e)->graph_buckets()) {
+      auto ms = (*e)->time_graph_replay(b, 20);
+      if (!ms.ok()) return fail(ms.status());
+      r["graph_replay_ms"][std::to_string(b)] = *ms;
+    }
+    for (int64_t n : {128, 2048}) {
+      std::vector<int32_t> p(static_cast<size_t>(n));
+      for (auto& t : p) t = int32_t(rng() % 150000);
+      std::vector<double> ts;
+      std::vector<float> lg;
+      for (int rep = 0; rep < 4; ++rep) {
+        StepInput in;
+        in.seq = 5;
+        in.tokens = p;
+        const auto t0 = std::chrono::steady_clock::now();
+        Status st = (*e)->step(std::span<const StepInput>(&in, 1), lg);
+        if (!st.ok()) return fail(st);
+        if (rep > 0) ts.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3);
+        (*e)->release(5);
+      }
+      std::sort(ts.begin(), ts.end());
+      r["ttft_ms"][std::to_string(n)] = ts[ts.size() / 2];
+    }
+    std::printf("%-32s b1 %.3f ms  b8 %.3f ms  b32 %s ms  ttft128 %.2f ms  ttft2048 %.2f ms\n", c.name,
+                r["graph_replay_ms"].value("1", -1.0), r["graph_replay_ms"].value("8", -1.0),
+                r["graph_replay_ms"].contains("32") ? std::to_string(r["graph_replay_ms"]["32"].get<double>()).c_str() : "-",
+                r["ttft_ms"]["128"].get<double>(), r["ttft_ms"]["2048"].get<double>());
+    std::fflush(stdout);
+    res.push_back(r);
+  }
+  unsetenv("QW_PDL");
+  unsetenv("QW_GEMV_MAX_ROWS");
+  unsetenv("QW_ATTN");
+  if (!out.empty()) std::ofstream(out) << res.dump(2) << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -233,6 +327,7 @@ int main(int argc, char** argv) {
   if (cmd == "logits") return cmd_logits(a);
   if (cmd == "greedy") return cmd_greedy(a);
   if (cmd == "batch-check") return cmd_batch_check(a);
+  if (cmd == "sweep") return cmd_sweep(a);
   std::fprintf(stderr, "qwgpu: unknown command %s\n", cmd.c_str());
   return 2;
 }

@@ -339,7 +339,7 @@ void JsonAutomaton::step_config(const JsonConfig& c0, uint8_t b, JsonState& out)
         case N_EXP:
         case N_EXP2:
           if (is_digit(b) && c.mode != N_ZERO && c.mode != N_EXP2)
-            return to(c.mode == N_EXP ? N_EXP2 : c.mode);
+            return to(c.mode == N_EXP ? uint8_t(N_EXP2) : c.mode);
           if (!integer && b == '.' && (c.mode == N_ZERO || c.mode == N_INT)) return to(N_DOT);
           if (!integer && (b == 'e' || b == 'E') && (c.mode == N_ZERO || c.mode == N_INT ||
                                                      c.mode == N_FRAC))

@@ -2,9 +2,9 @@
 // figures go to bench/results/cpu_*.json).
 //   bench_cpu ARTIFACT [prompt_tokens=128] [decode_tokens=32] [threads=0]
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 #include <thread>
 
@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
   const double decode = std::chrono::duration<double>(Clock::now() - t1).count();
   const double decode_cpu = double(std::clock() - c1) / CLOCKS_PER_SEC;
   std::printf(
-      "{\n  \"artifact\": \"%s\",\n  \"weight_dtype\": \"%s\",\n  \"tp\": %d,\n  \"device\": \"%s\",\n"
+      "{\n  \"artifact\": \"%s\",\n  \"weight_dtype\": \"%s\",\n  \"tp\": %d,\n  \"device\": "
+      "\"%s\",\n"
       "  \"hardware_threads\": %u,\n  \"prompt_tokens\": %lld,\n  \"prefill_seconds\": %.3f,\n"
       "  \"prefill_tokens_per_s\": %.2f,\n  \"decode_tokens\": %lld,\n  \"decode_seconds\": %.3f,\n"
       "  \"decode_tokens_per_s\": %.3f,\n  \"prefill_cpu_seconds\": %.3f,\n"

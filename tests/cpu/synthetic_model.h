@@ -4,8 +4,8 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <cstdint>
+#include <cstring>
 #include <numbers>
 #include <random>
 #include <vector>
@@ -30,9 +30,12 @@ struct HfModel {
 
 inline double round_to(DType t, double x) {
   switch (t) {
-    case DType::F16: return f16_to_f32(f32_to_f16(float(x)));
-    case DType::BF16: return bf16_to_f32(f32_to_bf16(float(x)));
-    default: return float(x);
+    case DType::F16:
+      return f16_to_f32(f32_to_f16(float(x)));
+    case DType::BF16:
+      return bf16_to_f32(f32_to_bf16(float(x)));
+    default:
+      return float(x);
   }
 }
 
@@ -140,8 +143,9 @@ class PackedModel {
         cpu::RankLayerWeights R;
         R.qkv = store("qkv", qkv, (qh_r + 2 * kvh_r) * hd, H);
         R.qkv_bias = as_float(bias);
-        R.o_proj = store("o_proj", cols(L.o, H, c.num_attention_heads * hd, r * qh_r * hd, qh_r * hd),
-                         H, qh_r * hd);
+        R.o_proj =
+            store("o_proj", cols(L.o, H, c.num_attention_heads * hd, r * qh_r * hd, qh_r * hd), H,
+                  qh_r * hd);
         Mat gu(L.gate.begin() + r * I_r * H, L.gate.begin() + (r + 1) * I_r * H);
         gu.insert(gu.end(), L.up.begin() + r * I_r * H, L.up.begin() + (r + 1) * I_r * H);
         R.gate_up = store("gate_up", gu, 2 * I_r, H);
@@ -164,7 +168,9 @@ class PackedModel {
       out.insert(out.end(), m.begin() + i * ncols + c0, m.begin() + i * ncols + c0 + n);
     return out;
   }
-  static std::vector<float> as_float(const Mat& m) { return std::vector<float>(m.begin(), m.end()); }
+  static std::vector<float> as_float(const Mat& m) {
+    return std::vector<float>(m.begin(), m.end());
+  }
   cpu::WeightMatrix store(const char* name, const Mat& m, int64_t rows, int64_t ncols) {
     auto& buf = buffers_.emplace_back(size_t(rows * ncols) * dtype_size(dtype_));
     for (size_t i = 0; i < m.size(); ++i) {
@@ -172,7 +178,8 @@ class PackedModel {
         const float f = float(m[i]);
         std::memcpy(buf.data() + i * 4, &f, 4);
       } else {
-        const uint16_t h = dtype_ == DType::F16 ? f32_to_f16(float(m[i])) : f32_to_bf16(float(m[i]));
+        const uint16_t h =
+            dtype_ == DType::F16 ? f32_to_f16(float(m[i])) : f32_to_bf16(float(m[i]));
         std::memcpy(buf.data() + i * 2, &h, 2);
       }
     }
@@ -191,7 +198,8 @@ class PackedModel {
 inline std::vector<double> ref_inv_freq(const ModelConfig& c, double* scaling) {
   const int64_t d = c.head_dim;
   std::vector<double> inv(size_t(d / 2));
-  for (int64_t i = 0; i < d / 2; ++i) inv[size_t(i)] = 1.0 / std::pow(c.rope_theta, double(2 * i) / d);
+  for (int64_t i = 0; i < d / 2; ++i)
+    inv[size_t(i)] = 1.0 / std::pow(c.rope_theta, double(2 * i) / d);
   *scaling = 1.0;
   const auto& rs = c.rope_scaling;
   if (rs.rope_type == "linear")
@@ -251,11 +259,13 @@ inline std::vector<std::vector<double>> reference_logits(const HfModel& m,
   };
   std::vector<std::vector<double>> h(static_cast<size_t>(n));
   for (int64_t t = 0; t < n; ++t)
-    h[size_t(t)].assign(m.embed.begin() + tokens[size_t(t)] * H, m.embed.begin() + (tokens[size_t(t)] + 1) * H);
+    h[size_t(t)].assign(m.embed.begin() + tokens[size_t(t)] * H,
+                        m.embed.begin() + (tokens[size_t(t)] + 1) * H);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const HfLayer& L = m.layers[size_t(l)];
     const bool sliding = c.use_sliding_window && c.sliding_window > 0 && l >= c.max_window_layers;
-    std::vector<std::vector<double>> q(static_cast<size_t>(n)), k(static_cast<size_t>(n)), v(static_cast<size_t>(n));
+    std::vector<std::vector<double>> q(static_cast<size_t>(n)), k(static_cast<size_t>(n)),
+        v(static_cast<size_t>(n));
     for (int64_t t = 0; t < n; ++t) {
       const auto x = norm(h[size_t(t)], L.in_norm);
       q[size_t(t)] = matvec(L.q, x, qh * hd);
@@ -278,7 +288,8 @@ inline std::vector<std::vector<double>> reference_logits(const HfModel& m,
         double mx = -1e300;
         for (int64_t u = first; u <= t; ++u) {
           double d = 0;
-          for (int64_t j = 0; j < hd; ++j) d += q[size_t(t)][size_t(hh * hd + j)] * k[size_t(u)][size_t(g * hd + j)];
+          for (int64_t j = 0; j < hd; ++j)
+            d += q[size_t(t)][size_t(hh * hd + j)] * k[size_t(u)][size_t(g * hd + j)];
           s.push_back(d / std::sqrt(double(hd)));
           mx = std::max(mx, s.back());
         }
@@ -286,7 +297,8 @@ inline std::vector<std::vector<double>> reference_logits(const HfModel& m,
         for (double& x : s) sum += (x = std::exp(x - mx));
         for (int64_t u = first; u <= t; ++u)
           for (int64_t j = 0; j < hd; ++j)
-            att[size_t(hh * hd + j)] += s[size_t(u - first)] / sum * v[size_t(u)][size_t(g * hd + j)];
+            att[size_t(hh * hd + j)] +=
+                s[size_t(u - first)] / sum * v[size_t(u)][size_t(g * hd + j)];
       }
       const auto o = matvec(L.o, att, H);
       for (int64_t i = 0; i < H; ++i) h[size_t(t)][size_t(i)] += o[size_t(i)];
@@ -295,14 +307,16 @@ inline std::vector<std::vector<double>> reference_logits(const HfModel& m,
       const auto x = norm(h[size_t(t)], L.post_norm);
       const auto g = matvec(L.gate, x, I), u = matvec(L.up, x, I);
       std::vector<double> a(static_cast<size_t>(I));
-      for (int64_t i = 0; i < I; ++i) a[size_t(i)] = g[size_t(i)] / (1 + std::exp(-g[size_t(i)])) * u[size_t(i)];
+      for (int64_t i = 0; i < I; ++i)
+        a[size_t(i)] = g[size_t(i)] / (1 + std::exp(-g[size_t(i)])) * u[size_t(i)];
       const auto d = matvec(L.down, a, H);
       for (int64_t i = 0; i < H; ++i) h[size_t(t)][size_t(i)] += d[size_t(i)];
     }
   }
   std::vector<std::vector<double>> out;
   const Mat& head = c.tie_word_embeddings ? m.embed : m.lm_head;
-  for (int64_t t = 0; t < n; ++t) out.push_back(matvec(head, norm(h[size_t(t)], m.final_norm), c.vocab_size));
+  for (int64_t t = 0; t < n; ++t)
+    out.push_back(matvec(head, norm(h[size_t(t)], m.final_norm), c.vocab_size));
   return out;
 }
 

@@ -52,7 +52,9 @@ class CountingExecutor : public ModelExecutor {
   std::map<SeqId, int64_t> cached_;
 };
 
-std::string letter(int32_t id) { return std::string(1, char('a' + id % 26)); }
+std::string letter(int32_t id) {
+  return std::string(1, char('a' + id % 26));
+}
 
 GenerateRequest request(std::vector<int32_t> prompt, int64_t max_new) {
   GenerateRequest r;
@@ -121,9 +123,12 @@ TEST_CASE("cancel stops a reply; the context limit ends it") {
   std::atomic<bool> cancel{false};
   auto req = request({0}, 50);
   int n = 0;
-  auto r = generate(ex, req, letter, [&](const TokenEvent&) {
-    if (++n == 3) cancel = true;
-  }, &cancel);
+  auto r = generate(
+      ex, req, letter,
+      [&](const TokenEvent&) {
+        if (++n == 3) cancel = true;
+      },
+      &cancel);
   REQUIRE(r.ok());
   CHECK(r->finish == FinishReason::Cancelled);
   CHECK(r->tokens.size() == 3);

@@ -4,13 +4,13 @@
 // position and its greedy continuation wherever the top1-top2 margin exceeds 1e-3.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "artifact/artifact.h"
 #include "artifact/tensor_names.h"
@@ -61,7 +61,8 @@ const Goldens& goldens() {
     Goldens out;
     const std::string dir = std::string(QW_TEST_DATA_DIR) + "/goldens/";
     std::ifstream j(dir + "cpu_tiny_goldens.json");
-    REQUIRE_MESSAGE(j.good(), "missing " << dir << "cpu_tiny_goldens.json (tools/gen_cpu_goldens.py)");
+    REQUIRE_MESSAGE(j.good(),
+                    "missing " << dir << "cpu_tiny_goldens.json (tools/gen_cpu_goldens.py)");
     out.meta = json::parse(j);
     std::ifstream b(dir + "cpu_tiny_goldens.bin", std::ios::binary);
     out.blob.assign(std::istreambuf_iterator<char>(b), {});
@@ -148,7 +149,9 @@ double rel_err(const float* got, const std::vector<double>& ref) {
   return md / mr;
 }
 
-std::vector<int32_t> prompt_ids(const json& p) { return p.get<std::vector<int32_t>>(); }
+std::vector<int32_t> prompt_ids(const json& p) {
+  return p.get<std::vector<int32_t>>();
+}
 
 // Reference rows per (variant, prompt, position), shared by every tp of a variant.
 std::map<std::string, std::vector<double>>& reference_cache() {
@@ -183,7 +186,8 @@ void check_variant(const std::string& variant, int tp, int64_t chunk) {
     for (size_t pos = 0; pos < ids.size(); pos += size_t(chunk)) {
       StepInput in;
       in.seq = seq;
-      in.tokens = std::span<const int32_t>(ids.data() + pos, std::min(size_t(chunk), ids.size() - pos));
+      in.tokens =
+          std::span<const int32_t>(ids.data() + pos, std::min(size_t(chunk), ids.size() - pos));
       in.start_pos = int64_t(pos);
       in.all_logits = true;
       Status st = ex.value()->step(std::span<const StepInput>(&in, 1), part);
@@ -236,7 +240,8 @@ void check_greedy(const std::string& variant, int tp) {
     REQUIRE(r->tokens.size() == want.size());
     size_t compared = 0;
     for (size_t i = 0; i < want.size() && margins[i] > kMarginFloor; ++i, ++compared)
-      CHECK_MESSAGE(r->tokens[i] == want[i], variant << " tp" << tp << " " << pname << " step " << i);
+      CHECK_MESSAGE(r->tokens[i] == want[i],
+                    variant << " tp" << tp << " " << pname << " step " << i);
     // With random weights nearly every margin is far above the floor; make sure the
     // comparison is not vacuous.
     CHECK(compared >= want.size() / 2);

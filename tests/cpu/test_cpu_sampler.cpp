@@ -60,7 +60,8 @@ TEST_CASE("top-k keeps the k largest and ties with the k-th") {
 }
 
 TEST_CASE("top-p drops the unlikely tail whose mass is <= 1 - top_p") {
-  const std::vector<float> logits = {std::log(0.1f), std::log(0.2f), std::log(0.3f), std::log(0.4f)};
+  const std::vector<float> logits = {std::log(0.1f), std::log(0.2f), std::log(0.3f),
+                                     std::log(0.4f)};
   SamplingParams p;
   p.top_p = 0.5;  // ascending cumsum 0.1, 0.3, 0.6, 1.0; removes cum <= 0.5
   Sampler s(p);
@@ -88,7 +89,8 @@ TEST_CASE("temperature scales before top-k/top-p") {
 }
 
 TEST_CASE("seeded sampling is reproducible and follows the distribution") {
-  const std::vector<float> logits = {std::log(0.1f), std::log(0.2f), std::log(0.3f), std::log(0.4f)};
+  const std::vector<float> logits = {std::log(0.1f), std::log(0.2f), std::log(0.3f),
+                                     std::log(0.4f)};
   SamplingParams p;
   p.seed = 42;
   Sampler a(p), b(p);
@@ -106,7 +108,8 @@ TEST_CASE("seeded sampling is reproducible and follows the distribution") {
   int counts[4] = {0, 0, 0, 0};
   const int n = 40000;
   for (int i = 0; i < n; ++i) ++counts[run(d, logits).token];
-  for (int i = 0; i < 4; ++i) CHECK(double(counts[i]) / n == doctest::Approx(0.1 * (i + 1)).epsilon(0.1));
+  for (int i = 0; i < 4; ++i)
+    CHECK(double(counts[i]) / n == doctest::Approx(0.1 * (i + 1)).epsilon(0.1));
 }
 
 TEST_CASE("logprobs: log-softmax of the processed logits, top-N best first") {
@@ -142,7 +145,8 @@ TEST_CASE("generation_config defaults and validation") {
 }
 
 TEST_CASE("top-p renormalises over what top-k kept (HF applies top-k first)") {
-  const std::vector<float> logits = {std::log(0.1f), std::log(0.2f), std::log(0.3f), std::log(0.4f)};
+  const std::vector<float> logits = {std::log(0.1f), std::log(0.2f), std::log(0.3f),
+                                     std::log(0.4f)};
   SamplingParams p;
   p.top_k = 3;    // keeps 0.2, 0.3, 0.4 -> renormalised 2/9, 3/9, 4/9
   p.top_p = 0.7;  // removes cumulative <= 0.3: only 2/9

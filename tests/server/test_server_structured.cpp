@@ -170,7 +170,7 @@ TEST_CASE("tool_choice required / named: one well-formed call, whole and streame
     const json& ch = j["choices"][0];
     if (!ch["finish_reason"].is_null()) finish = ch["finish_reason"];
     if (!ch["delta"].contains("tool_calls")) {
-      CHECK_MESSAGE(!ch["delta"].contains("content") || ch["delta"]["content"] == "", payload);
+      CHECK_MESSAGE((!ch["delta"].contains("content") || ch["delta"]["content"] == ""), payload);
       continue;
     }
     const json& tc = ch["delta"]["tool_calls"][0];
