@@ -14,6 +14,7 @@ ap.add_argument("ckpt"); ap.add_argument("tokens"); ap.add_argument("ours")
 ap.add_argument("--dtype", default="fp16"); ap.add_argument("--greedy"); ap.add_argument("--prompt-len", type=int, default=0)
 ap.add_argument("--tol", type=float, default=None); ap.add_argument("--last", type=int, default=0)
 ap.add_argument("--attn", default="eager", help="eager | sdpa (long prompts: eager needs n^2 memory)")
+ap.add_argument("--ref-chunk", type=int, default=2048, help="with --last: reference prefill chunk")
 a = ap.parse_args()
 tol = a.tol if a.tol is not None else (1e-2 if a.dtype == "fp16" else 2e-2)
 model = AutoModelForCausalLM.from_pretrained(a.ckpt, dtype=torch.bfloat16)
@@ -27,8 +28,14 @@ ids = torch.tensor(toks, dtype=torch.long, device="cuda")[None]
 res = {"positions": int(len(toks)), "dtype": a.dtype, "tol": tol}
 if a.ours:
     with torch.no_grad():
-        if a.last:  # long prompts: no cache, logits of the last positions only
-            ref = model(ids, use_cache=False, logits_to_keep=a.last).logits[0].double()
+        if a.last:  # long prompts: chunked prefill through a cache (sdpa with an explicit
+            # mask over a whole 40K prompt would materialise n^2 scores), last logits only
+            from transformers import DynamicCache
+            cache, n, step = DynamicCache(), ids.shape[1], a.ref_chunk
+            for b0 in range(0, n - a.last, step):
+                b1 = min(b0 + step, n - a.last)
+                model(ids[:, b0:b1], past_key_values=cache, use_cache=True, logits_to_keep=1)
+            ref = model(ids[:, n - a.last:], past_key_values=cache, use_cache=True).logits[0].double()
         else:
             ref = model(ids).logits[0].double()
     ours = torch.from_numpy(np.fromfile(a.ours, dtype=np.float32)).double().cuda()

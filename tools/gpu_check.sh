@@ -150,9 +150,9 @@ print(' '.join('b%s %.3f/%.3f ms=%.0f%%'%(k,v['floor_ms'],v['measured_ms'],100*v
     grep '^"' "$OUTD/ncu7b.log" "$OUTD/ncu7b_lm.log" > "$RES/ncu_decode_b1.csv"
     row "7b ncu decode b1 (one layer + lm_head)" info "$(python3 tools/ncu_table.py "$RES/ncu_decode_b1.csv" 2>&1 | tail -n 14 | tr '\n' '|' | cut -c1-900)"
   fi
-  run peer7b timeout 420 python3 tools/bench_transformers_peer.py "$C7" --dtype fp16 --ours "$RES/bench7b.json" \
+  [ "${QW_SKIP_PEER:-0}" = 1 ] || run peer7b timeout 420 python3 tools/bench_transformers_peer.py "$C7" --dtype fp16 --ours "$RES/bench7b.json" \
       $([ "${QW_PEER_COMPILE:-0}" = 1 ] && echo --compile) -o "$RES/peer7b.json"
-  row "7b transformers peer" info "$(python3 -c "
+  [ "${QW_SKIP_PEER:-0}" = 1 ] || row "7b transformers peer" info "$(python3 -c "
 import json;d=json.load(open('$RES/peer7b.json'))
 print(' '.join('%s x%.2f'%(k,v['speedup']) for k,v in d['side_by_side'].items()))" 2>&1)"
 fi
@@ -163,7 +163,7 @@ if [ $YARN = 1 ]; then
   [ -f "$AY" ] || qcompile "$CY" "$AY" fp16 sm_90a >"$OUTD/compile7b_yarn.log" 2>&1 || row "compile 7b yarn" FAIL "$(tail -1 "$OUTD/compile7b_yarn.log")"
   gen_tokens 40960 "$WORK/tok40k.i32"
   run logits7b_yarn "$BIN/qwgpu" logits "$AY" "$WORK/tok40k.i32" "$WORK/ours40k.f32" --chunk 8192 --last 8 --kv-gb 8
-  run cmp7b_yarn python3 tools/compare_logits.py "$CY" "$WORK/tok40k.i32" "$WORK/ours40k.f32" --dtype fp16 --last 8 --attn sdpa; rc=$?
+  run cmp7b_yarn timeout ${QW_YARN_REF_TIMEOUT:-300} python3 tools/compare_logits.py "$CY" "$WORK/tok40k.i32" "$WORK/ours40k.f32" --dtype fp16 --last 8 --attn sdpa; rc=$?
   row "7b yarn x4, 40960-token prompt, last 8" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/cmp7b_yarn.log" | cut -c1-200); ours: $(grep chunk "$OUTD/logits7b_yarn.log" | tr '\n' ' ' | cut -c1-200)"
 fi
 

@@ -4,17 +4,21 @@ concatenated, optionally prefixed by grep's 'file:'): kernel, grid, time, DRAM b
 import csv, sys, collections
 rows = collections.OrderedDict()
 for path in sys.argv[1:]:
-    lines = [l.split(":", 1)[1] if l.startswith(("/", "."))and ':"' in l else l for l in open(path)]
-    lines = [l for l in lines if l.startswith('"')]
+    # grep over several logs prefixes each line with its log's name: keep it as the source
+    src_lines = [(l.split(':"', 1)[0], '"' + l.split(':"', 1)[1]) if not l.startswith('"') and ':"' in l
+                 else ("", l) for l in open(path)]
+    src_lines = [(s, l) for s, l in src_lines if l.startswith('"')]
+    srcs = [s for s, _ in src_lines]
+    lines = [l for _, l in src_lines]
     hdr = None
-    for rec in csv.reader(lines):
+    for i, rec in enumerate(csv.reader(lines)):
         if rec and rec[0] == "ID":
             hdr = rec
             continue
         if not hdr:
             continue
         d = dict(zip(hdr, rec))
-        key = (path, d["ID"])
+        key = (path, srcs[i], d["ID"])
         r = rows.setdefault(key, {"kernel": d["Kernel Name"].split("(")[0]})
         r[d["Metric Name"]] = (d["Metric Value"].replace(",", ""), d.get("Metric Unit", ""))
 def num(r, k, unit_scale=None):

@@ -16,6 +16,7 @@ PKGS=(
   clang libclang-rt-14-dev                  # libFuzzer targets, sanitizers
   clang-format
   shellcheck curl                           # deployment checks (tools/check_deploy.sh)
+  chromium                                  # web chat page test (headless, playwright-core)
 )
 missing=()
 for p in "${PKGS[@]}"; do

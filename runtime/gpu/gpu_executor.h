@@ -1,7 +1,8 @@
 // The GPU backend of ModelExecutor: weights resident in one arena, NVRTC-compiled kernels
 // specialised for the model, a paged KV cache (fixed 32-token blocks from one pool, block
-// tables per sequence), cuBLAS GEMMs for prefill, own GEMV kernels for decode (<= 8 rows),
-// and CUDA graphs for decode steps per batch bucket (captured at start).
+// tables per sequence), cuBLAS GEMMs for prefill, tensor-core flash attention for prompt
+// chunks, own GEMV kernels for decode (<= gemv_max_rows rows, cuBLAS above), and CUDA graphs
+// for decode steps per batch bucket 1..64 (captured at start).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -28,8 +29,13 @@ struct GpuExecutorOptions {
   int64_t max_logit_rows = 256;       // lm_head rows per launch (all_logits over long chunks)
   bool cuda_graphs = true;            // decode steps replay graphs captured per batch bucket
   int max_graph_batch = 64;           // largest decode bucket captured (1, 2, 4, ..., 64)
-  int gemv_max_rows = 8;              // decode rows up to this use the own GEMVs, more cuBLAS (0..8)
-  bool pdl = true;                    // programmatic dependent launch between kernels (sm_90)
+  // Decode rows up to this use the own GEMVs, more cuBLAS (0..8). Measured on the H100 (7b,
+  // graph replay): own 5.40/5.69/5.90 ms at 1/2/4 rows vs cuBLAS 6.14/6.17/6.21; at 8 rows
+  // cuBLAS 6.26 vs own 7.42 (docs/performance.md).
+  int gemv_max_rows = 4;
+  // Programmatic dependent launch on the GEMV path (sm_90). Off: measured slower (b1 5.54
+  // vs 5.40 ms, b2 6.25 vs 5.69 ms); QW_PDL=1 turns it on for measurements.
+  bool pdl = false;
   bool flash_attention = true;        // tensor-core attention for passes with prompt chunks
   LoadOptions load;
 };

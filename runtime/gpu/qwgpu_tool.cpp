@@ -259,10 +259,10 @@ int cmd_sweep(std::vector<std::string> a) {
     int gemv;
     bool flash;
   };
-  const Cfg cfgs[] = {{"default (pdl, gemv<=8, flash)", true, 8, true},
-                      {"no pdl", false, 8, true},
-                      {"cuBLAS for every batch", true, 0, true},
-                      {"paged prefill attention", true, 8, false}};
+  const Cfg cfgs[] = {{"default (no pdl, gemv<=4, flash)", false, 4, true},
+                      {"pdl", true, 4, true},
+                      {"own GEMV up to 8 rows", false, 8, true},
+                      {"cuBLAS for every batch", false, 0, true}};
   json res = json::array();
   std::mt19937_64 rng(12345);
   for (const Cfg& c : cfgs) {

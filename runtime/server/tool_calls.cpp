@@ -52,8 +52,10 @@ void ToolCallParser::emit_content(std::string text, std::vector<Piece>& out) {
     held_ws_ += text;
     return;
   }
-  out.push_back(Piece{held_ws_ + text, std::nullopt});
-  held_ws_.clear();
+  // Trailing whitespace waits: before a call it is dropped, before more text it is kept.
+  const size_t end = text.find_last_not_of(" \t\r\n") + 1;
+  out.push_back(Piece{held_ws_ + text.substr(0, end), std::nullopt});
+  held_ws_ = text.substr(end);
 }
 
 void ToolCallParser::drain(bool final, std::vector<Piece>& out) {

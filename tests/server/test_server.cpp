@@ -98,6 +98,8 @@ TEST_CASE("chat completion matches the same request run alone") {
   GenerateRequest g;
   g.seq = 999999;
   g.prompt = s.model->tokenizer.encode(*rendered, true);
+  // Same sampling as the server: generation_config defaults (repetition penalty 1.05), greedy.
+  g.sampling = SamplingParams::from_defaults(s.model->artifact->generation());
   g.sampling.temperature = 0;
   g.max_new_tokens = 16;
   g.eos_ids = {151645, 151643};
