@@ -6,7 +6,7 @@ secs=${1:-20}
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build-fuzz
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DQW_FUZZ=ON -DQW_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DQW_FUZZ=ON -DQW_CUDA=OFF -DQW_WERROR=OFF -DBUILD_TESTING=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined" >/dev/null
 targets=$(cd "$build" && ninja -t targets all | grep -oE '^fuzz_[a-z_]+:' | tr -d ':' | sort -u)
 ninja -C "$build" qwc $targets
