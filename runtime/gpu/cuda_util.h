@@ -32,15 +32,17 @@ inline std::string gib(double bytes) {
   return b;
 }
 
-// Device memory (cudaMalloc). Says how much was needed and free when it fails.
-class DeviceBuffer {
+// Owns one CUDA allocation released with `Free` (cudaFree or cudaFreeHost).
+template <cudaError_t (*Free)(void*)>
+class CudaAllocation {
  public:
-  DeviceBuffer() = default;
-  ~DeviceBuffer() { reset(); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+  CudaAllocation() = default;
+  ~CudaAllocation() { reset(); }
+  CudaAllocation(const CudaAllocation&) = delete;
+  CudaAllocation& operator=(const CudaAllocation&) = delete;
+  CudaAllocation(CudaAllocation&& o) noexcept
+      : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  CudaAllocation& operator=(CudaAllocation&& o) noexcept {
     if (this != &o) {
       reset();
       p_ = std::exchange(o.p_, nullptr);
@@ -48,6 +50,26 @@ class DeviceBuffer {
     }
     return *this;
   }
+  void reset() {
+    if (p_) Free(p_);
+    p_ = nullptr;
+    n_ = 0;
+  }
+  void* get() const { return p_; }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+  size_t size() const { return n_; }
+
+ protected:
+  void* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// Device memory (cudaMalloc). Says how much was needed and free when it fails.
+class DeviceBuffer : public CudaAllocation<cudaFree> {
+ public:
   static Expected<DeviceBuffer> alloc(size_t bytes, const std::string& what) {
     DeviceBuffer b;
     if (bytes == 0) return b;
@@ -63,60 +85,17 @@ class DeviceBuffer {
     b.n_ = bytes;
     return b;
   }
-  void reset() {
-    if (p_) cudaFree(p_);
-    p_ = nullptr;
-    n_ = 0;
-  }
-  void* get() const { return p_; }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(p_);
-  }
-  size_t size() const { return n_; }
-
- private:
-  void* p_ = nullptr;
-  size_t n_ = 0;
 };
 
 // Page-locked host memory (cudaHostAlloc).
-class PinnedBuffer {
+class PinnedBuffer : public CudaAllocation<cudaFreeHost> {
  public:
-  PinnedBuffer() = default;
-  ~PinnedBuffer() { reset(); }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  PinnedBuffer(PinnedBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
-    if (this != &o) {
-      reset();
-      p_ = std::exchange(o.p_, nullptr);
-      n_ = std::exchange(o.n_, 0);
-    }
-    return *this;
-  }
   static Expected<PinnedBuffer> alloc(size_t bytes) {
     PinnedBuffer b;
     QW_CUDA(cudaHostAlloc(&b.p_, bytes, cudaHostAllocDefault));
     b.n_ = bytes;
     return b;
   }
-  void reset() {
-    if (p_) cudaFreeHost(p_);
-    p_ = nullptr;
-    n_ = 0;
-  }
-  void* get() const { return p_; }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(p_);
-  }
-  size_t size() const { return n_; }
-
- private:
-  void* p_ = nullptr;
-  size_t n_ = 0;
 };
 
 class Stream {
