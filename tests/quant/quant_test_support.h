@@ -17,7 +17,7 @@
 namespace qw::testing {
 
 inline std::filesystem::path scratch_dir(const std::string& name) {
-  auto p = std::filesystem::path(QW_BINARY_DIR) / "test_scratch" / "quant" / name;
+  auto p = std::filesystem::path(QW_SCRATCH_ROOT) / name;
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p;

@@ -24,7 +24,7 @@ inline const Tokenizer& qwen_tokenizer() {
 // A checkpoint-like dir with tests/data's tokenizer.json and Qwen2.5's chat_template.jinja.
 inline std::string qwen25_dir() {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::path(QW_BINARY_DIR) / "tokenizer_test_qwen25";
+  const fs::path dir = fs::path(QW_SCRATCH_ROOT) / "tokenizer_test_qwen25";
   fs::create_directories(dir);
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
     if (!fs::exists(dir / f)) fs::create_symlink(fs::path(data_dir()) / f, dir / f);

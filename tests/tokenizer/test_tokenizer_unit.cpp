@@ -75,7 +75,7 @@ json tiny_tokenizer_json() {
 }
 
 std::string write_dir(const std::string& name, const json& tokenizer, const json& config) {
-  const fs::path dir = fs::path(QW_BINARY_DIR) / "tokenizer_test_tmp" / name;
+  const fs::path dir = fs::path(QW_SCRATCH_ROOT) / "tokenizer_test_tmp" / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   std::ofstream(dir / "tokenizer.json") << tokenizer.dump();
