@@ -76,6 +76,8 @@ if [ $TINY_CORE = 1 ]; then
     row "tiny $dt logits+greedy vs HF fp32" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/cmp_tiny_$dt.log" | cut -c1-200)"
     run batch_tiny_$dt "$BIN/qwgpu" batch-check "$A" --seqs 8 --steps 24; rc=$?
     row "tiny $dt batched==alone (8 seqs)" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/batch_tiny_$dt.log")"
+    run prefix_tiny_$dt "$BIN/qwgpu" prefix-check "$A" --prefix 300 --steps 16; rc=$?
+    row "tiny $dt prefix cache==recompute" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/prefix_tiny_$dt.log" | cut -c1-160)"
   done
   grep -h "flash prefill attention" "$OUTD/kernel_tests.log" | tr '\n' ';' > "$RES/flash_err.txt"
   for src in $([ $TINY_SRC = 1 ] && echo cubin ptx nvrtc); do

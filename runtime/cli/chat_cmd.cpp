@@ -55,6 +55,7 @@ Runner add_chat_command(CLI::App& app) {
       if (!text.ok()) return fail(text.status().message());
       GenerateRequest req = o->s.request_for(model);
       req.prompt = model.tokenizer.encode(*text, true);
+      req.reuse_cached_prefix = true;  // earlier turns' KV stays in the prefix cache
       StreamDecoder dec(model.tokenizer);
       auto r = generate(
           *model.executor, req, [&](int32_t id) { return dec.push(id); },

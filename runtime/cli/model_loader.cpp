@@ -39,6 +39,7 @@ Expected<std::unique_ptr<LoadedModel>> load_model(const std::string& path, const
   if (device == "gpu") {
     gpu::GpuExecutorOptions go;
     go.kv_cache_gb = o.kv_cache_gb;
+    go.prefix_caching = o.prefix_caching;
     QW_ASSIGN_OR_RETURN(auto exec, gpu::GpuExecutor::create(m->artifact, go));
     m->executor = std::move(exec);
   }
@@ -49,6 +50,7 @@ Expected<std::unique_ptr<LoadedModel>> load_model(const std::string& path, const
   if (device == "cpu") {
     cpu::CpuExecutorOptions co;
     co.threads = o.threads;
+    co.prefix_caching = o.prefix_caching;
     QW_ASSIGN_OR_RETURN(auto exec, cpu::CpuExecutor::create(*m->artifact, co));
     m->executor = std::move(exec);
   }

@@ -15,6 +15,7 @@ struct LoadOptions {
   int threads = 0;              // CPU backend threads (0 = all)
   bool verify = false;          // hash every section before use (reads the whole file)
   double kv_cache_gb = 0;       // 0 = backend default
+  bool prefix_caching = true;   // reuse KV blocks of earlier prompts with the same prefix
 };
 
 struct LoadedModel {

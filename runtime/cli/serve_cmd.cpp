@@ -36,6 +36,9 @@ Runner add_serve_command(CLI::App& app) {
       ->envname("QWRUN_THREADS");
   c->add_option("--kv-cache-gb", o->load.kv_cache_gb, "GPU KV cache size (0 = backend default)")
       ->envname("QWRUN_KV_CACHE_GB");
+  c->add_flag("!--no-prefix-caching", o->load.prefix_caching,
+              "Recompute every prompt instead of reusing the KV cache of an earlier prompt's "
+              "shared prefix (on by default; outputs are the same either way)");
   c->add_option("--max-num-batched-tokens", o->engine.scheduler.max_batch_tokens,
                 "Token budget per engine step (decode + prefill chunks)")->capture_default_str();
   c->add_option("--max-num-seqs", o->engine.scheduler.max_running,

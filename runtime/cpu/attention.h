@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "cpu/kv_cache.h"
-#include "cpu/thread_pool.h"
+#include "core/thread_pool.h"
 
 namespace qw::cpu {
 

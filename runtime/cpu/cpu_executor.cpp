@@ -47,7 +47,8 @@ CpuExecutor::CpuExecutor(const ModelConfig& cfg, const TpPlan& plan, ModelWeight
                      opts.kv_block_tokens},
           ((opts.kv_capacity_tokens > 0 ? opts.kv_capacity_tokens : cfg.max_position_embeddings) +
            opts.kv_block_tokens - 1) /
-              opts.kv_block_tokens) {
+              opts.kv_block_tokens,
+          opts.prefix_caching) {
   max_context_ =
       std::min(cfg.max_position_embeddings, cache_.blocks_total() * cache_.geometry().block_tokens);
 }
@@ -57,12 +58,17 @@ std::string CpuExecutor::device_name() const {
 }
 
 bool CpuExecutor::can_append(SeqId seq, int64_t n) const {
-  const int64_t len = cache_.length(seq) + n;
-  return len <= max_context_ && cache_.blocks_needed(seq, len) <= cache_.blocks_free();
+  const KvBlockManager& b = cache_.blocks();
+  const int64_t len = b.length(seq) + n;
+  return len <= max_context_ && b.blocks_needed(seq, len) <= b.blocks_available();
 }
 
 KvUsage CpuExecutor::kv_usage() const {
-  return KvUsage{cache_.blocks_total(), cache_.blocks_used(), cache_.geometry().block_tokens};
+  return cache_.blocks().usage();
+}
+
+int64_t CpuExecutor::attach_prefix(SeqId seq, std::span<const int32_t> tokens) {
+  return cache_.blocks().attach_prefix(seq, tokens);
 }
 
 Status CpuExecutor::check_inputs(std::span<const StepInput> inputs) const {
@@ -72,7 +78,7 @@ Status CpuExecutor::check_inputs(std::span<const StepInput> inputs) const {
     const unsigned long long id = in.seq;
     if (!seen.insert(in.seq).second) return Errorf("sequence %llu appears twice in one step", id);
     if (in.tokens.empty()) return Errorf("sequence %llu: empty token chunk", id);
-    const int64_t cached = cache_.length(in.seq);
+    const int64_t cached = cache_.blocks().length(in.seq);
     if (in.start_pos != cached)
       return Errorf("sequence %llu: start_pos %lld but %lld tokens are cached", id,
                     (long long)in.start_pos, (long long)cached);
@@ -86,11 +92,11 @@ Status CpuExecutor::check_inputs(std::span<const StepInput> inputs) const {
       if (t < 0 || t >= cfg_.vocab_size)
         return Errorf("sequence %llu: token id %d outside the vocabulary of %lld", id, t,
                       (long long)cfg_.vocab_size);
-    blocks += cache_.blocks_needed(in.seq, end);
+    blocks += cache_.blocks().blocks_needed(in.seq, end);
   }
-  if (blocks > cache_.blocks_free())
+  if (blocks > cache_.blocks().blocks_available())
     return Errorf("KV cache full: the step needs %lld blocks, %lld free", (long long)blocks,
-                  (long long)cache_.blocks_free());
+                  (long long)cache_.blocks().blocks_available());
   return Status::Ok();
 }
 
@@ -99,7 +105,7 @@ Status CpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& 
   logits.clear();
   if (inputs.empty()) return Status::Ok();
   for (const StepInput& in : inputs)
-    QW_RETURN_IF_ERROR(cache_.grow(in.seq, in.start_pos + int64_t(in.tokens.size())));
+    QW_RETURN_IF_ERROR(cache_.reserve(in.seq, in.start_pos + int64_t(in.tokens.size())));
 
   const int64_t H = cfg_.hidden_size, hd = cfg_.head_dim, half = hd / 2;
   const int64_t qh = plan_.q_heads_per_rank, kvh = plan_.kv_heads_per_rank;
@@ -111,7 +117,7 @@ Status CpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& 
   std::vector<AttentionRow> rows;
   std::vector<int64_t> logit_rows;
   for (const StepInput& in : inputs) {
-    const std::vector<int32_t>& table = cache_.table(in.seq);
+    const std::vector<int32_t>& table = cache_.blocks().table(in.seq);
     for (size_t t = 0; t < in.tokens.size(); ++t) {
       const int64_t row = int64_t(rows.size());
       tokens.push_back(in.tokens[t]);
@@ -178,6 +184,8 @@ Status CpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& 
     }
     add_inplace(h.data(), acc.data(), M * H);
   }
+
+  for (const StepInput& in : inputs) cache_.blocks().commit(in.seq, in.tokens);
 
   // Final norm and lm_head for the requested rows only; each rank owns a vocab slice.
   const int64_t V = cfg_.vocab_size, nl = int64_t(logit_rows.size());

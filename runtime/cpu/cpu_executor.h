@@ -12,7 +12,7 @@
 #include "cpu/kv_cache.h"
 #include "cpu/model_weights.h"
 #include "cpu/rope.h"
-#include "cpu/thread_pool.h"
+#include "core/thread_pool.h"
 #include "engine/executor.h"
 
 namespace qw {
@@ -25,6 +25,7 @@ struct CpuExecutorOptions {
   int threads = 0;                 // 0: all hardware threads
   int64_t kv_block_tokens = 16;    // positions per KV block
   int64_t kv_capacity_tokens = 0;  // 0: max_position_embeddings (allocated lazily)
+  bool prefix_caching = true;      // reuse the KV of full blocks of earlier prompts
 };
 
 class CpuExecutor final : public ModelExecutor {
@@ -40,7 +41,8 @@ class CpuExecutor final : public ModelExecutor {
   const ModelConfig& config() const override { return cfg_; }
   std::string device_name() const override;
   Status step(std::span<const StepInput> inputs, std::vector<float>& logits) override;
-  void release(SeqId seq) override { cache_.release(seq); }
+  int64_t attach_prefix(SeqId seq, std::span<const int32_t> tokens) override;
+  void release(SeqId seq) override { cache_.blocks().release(seq); }
   bool can_append(SeqId seq, int64_t n) const override;
   KvUsage kv_usage() const override;
   int64_t max_context() const override { return max_context_; }

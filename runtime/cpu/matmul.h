@@ -2,7 +2,7 @@
 #pragma once
 #include <cstdint>
 
-#include "cpu/thread_pool.h"
+#include "core/thread_pool.h"
 #include "cpu/weight_matrix.h"
 
 namespace qw::cpu {

@@ -27,7 +27,8 @@ struct StepInput {
 
 struct KvUsage {
   int64_t blocks_total = 0;
-  int64_t blocks_used = 0;
+  int64_t blocks_used = 0;    // held by sequences
+  int64_t blocks_cached = 0;  // held by nobody, kept for prefix reuse (reclaimable)
   int64_t block_tokens = 0;
 };
 
@@ -40,9 +41,13 @@ class ModelExecutor {
   // floats per requested position (one per StepInput with want_logits, or n per input
   // with all_logits). Fails (naming the sequence) if the KV cache cannot hold the tokens.
   virtual Status step(std::span<const StepInput> inputs, std::vector<float>& logits) = 0;
+  // For a sequence with nothing cached yet: reuses the KV of the longest cached prefix of
+  // `tokens` (prefix caching) and returns how many tokens are now cached; the caller starts
+  // feeding from there. Always leaves at least one token to compute.
+  virtual int64_t attach_prefix(SeqId seq, std::span<const int32_t> tokens) = 0;
   // Drops a sequence's KV cache (its blocks return to the pool at once).
   virtual void release(SeqId seq) = 0;
-  // Whether n more tokens for seq fit in the KV cache now.
+  // Whether n more tokens for seq fit in the KV cache now (reclaiming cached prefixes).
   virtual bool can_append(SeqId seq, int64_t n) const = 0;
   virtual KvUsage kv_usage() const = 0;
   virtual int64_t max_context() const = 0;

@@ -63,7 +63,10 @@ Expected<GenerateResult> generate(ModelExecutor& model, const GenerateRequest& r
   std::vector<float> logits;
   const auto t0 = Clock::now();
   const int64_t chunk = std::max<int64_t>(1, req.prefill_chunk);
-  for (int64_t pos = req.cached_prefix; pos < n_prompt; pos += chunk) {
+  int64_t first = req.cached_prefix;
+  if (first == 0 && req.reuse_cached_prefix) first = model.attach_prefix(req.seq, req.prompt);
+  res.reused_prefix = first;
+  for (int64_t pos = first; pos < n_prompt; pos += chunk) {
     if (cancel && cancel->load()) {
       res.finish = FinishReason::Cancelled;
       res.cached_tokens = pos;

@@ -25,6 +25,9 @@ struct GenerateRequest {
   // Tokens of `prompt` already in the executor's KV cache for `seq` (a chat turn that
   // continues the previous one); only the rest is prefilled.
   int64_t cached_prefix = 0;
+  // With cached_prefix 0: start from the longest prefix of `prompt` the executor's prefix
+  // cache holds (earlier turns of a chat). Off for benchmarks, which time the prefill.
+  bool reuse_cached_prefix = false;
   SamplingParams sampling;
   int64_t max_new_tokens = 256;
   std::vector<int64_t> eos_ids;   // stop tokens (not part of the text)
@@ -48,6 +51,7 @@ struct GenerateResult {
   // Tokens of prompt + reply now in the KV cache (with keep_cache): the next turn's
   // cached_prefix if its prompt extends this one.
   int64_t cached_tokens = 0;
+  int64_t reused_prefix = 0;  // prompt tokens not prefilled (cached_prefix or prefix cache)
   double prefill_seconds = 0.0;
   double decode_seconds = 0.0;
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <unordered_map>
@@ -13,8 +14,36 @@ namespace {
 constexpr double kGreedyTemperature = 1e-5;
 constexpr float kMasked = -std::numeric_limits<float>::infinity();
 
+// First maximum (lowest id on ties). Eight lanes so the compiler keeps it in vector
+// registers: this runs over the whole vocabulary for every greedy token.
 int32_t argmax(const std::vector<float>& v) {
-  return int32_t(std::max_element(v.begin(), v.end()) - v.begin());  // first maximum
+  const size_t n = v.size();
+  if (n == 0) return 0;
+  float lane[8];
+  for (float& l : lane) l = v[0];
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) lane[j] = v[i + size_t(j)] > lane[j] ? v[i + size_t(j)] : lane[j];
+  float mx = lane[0];
+  for (float l : lane) mx = l > mx ? l : mx;
+  for (; i < n; ++i) mx = v[i] > mx ? v[i] : mx;
+  for (size_t k = 0; k < n; ++k)
+    if (v[k] == mx) return int32_t(k);
+  return int32_t(std::max_element(v.begin(), v.end()) - v.begin());  // all NaN
+}
+
+// The k-th largest value (duplicates counted), in one pass with a k-entry min-heap: most
+// values lose a single comparison against the heap's minimum.
+float kth_largest(const std::vector<float>& v, size_t k, std::vector<float>& heap) {
+  heap.assign(v.begin(), v.begin() + long(k));
+  std::make_heap(heap.begin(), heap.end(), std::greater<>());
+  for (size_t i = k; i < v.size(); ++i) {
+    if (!(v[i] > heap.front())) continue;
+    std::pop_heap(heap.begin(), heap.end(), std::greater<>());
+    heap.back() = v[i];
+    std::push_heap(heap.begin(), heap.end(), std::greater<>());
+  }
+  return heap.front();
 }
 }  // namespace
 
@@ -65,41 +94,77 @@ void Sampler::apply_penalties(std::span<const int32_t> context,
   }
 }
 
-void Sampler::apply_top_k() {
-  const int64_t V = int64_t(work_.size());
-  if (params_.top_k <= 0 || params_.top_k >= V) return;
-  std::vector<float> tmp(work_);
-  std::nth_element(tmp.begin(), tmp.begin() + (params_.top_k - 1), tmp.end(), std::greater<>());
-  const float kth = tmp[size_t(params_.top_k - 1)];
-  for (float& x : work_)
-    if (x < kth) x = kMasked;
+void Sampler::select_top_k() {
+  // cand_: ids still in play, ascending; everything else is masked in work_.
+  const size_t V = work_.size();
+  cand_.clear();
+  if (params_.top_k > 0 && size_t(params_.top_k) < V) {
+    const float kth = kth_largest(work_, size_t(params_.top_k), heap_);
+    for (size_t i = 0; i < V; ++i) {
+      if (work_[i] < kth) work_[i] = kMasked;  // ties with the k-th stay, as torch.topk + <
+      else if (work_[i] != kMasked) cand_.push_back(int32_t(i));
+    }
+    return;
+  }
+  for (size_t i = 0; i < V; ++i)
+    if (work_[i] != kMasked) cand_.push_back(int32_t(i));
 }
 
-void Sampler::apply_top_p() {
-  if (params_.top_p >= 1.0) return;
-  // Only tokens still in play: masked ones have probability 0, add nothing to the
-  // cumulative sum, and are removed already (after top-k this sorts k entries, not V).
-  order_.clear();
-  for (size_t i = 0; i < work_.size(); ++i)
-    if (work_[i] != kMasked) order_.push_back(int32_t(i));
-  const size_t V = order_.size();
-  if (V == 0) return;
-  // Ascending by logit, as HF sorts; equal logits keep id order.
-  std::stable_sort(order_.begin(), order_.end(),
-                   [&](int32_t a, int32_t b) { return work_[size_t(a)] < work_[size_t(b)]; });
-  const float mx = work_[size_t(order_.back())];
-  double sum = 0.0;
-  for (int32_t id : order_) sum += std::exp(double(work_[size_t(id)]) - double(mx));
-  const float threshold = float(1.0 - params_.top_p);
-  float cum = 0.0f;
-  for (size_t i = 0; i + 1 < V; ++i) {  // the most likely token is always kept
-    const int32_t id = order_[i];
-    cum += float(std::exp(double(work_[size_t(id)]) - double(mx)) / sum);
-    if (cum <= threshold)
-      work_[size_t(id)] = kMasked;
-    else
-      break;  // cum only grows: nothing later is removed
+void Sampler::select_top_p() {
+  if (params_.top_p >= 1.0 || cand_.size() <= 1) return;
+  // HF removes, in ascending order, tokens whose cumulative probability is <= 1 - top_p.
+  // Equivalently a token stays iff the mass ranked above it is < top_p: decided from the
+  // top down, so only the tokens around the cut are sorted, not the whole vocabulary.
+  float mx = kMasked;
+  for (int32_t id : cand_) mx = std::max(mx, work_[size_t(id)]);
+  double total = 0.0;
+  prob_.resize(cand_.size());
+  for (size_t j = 0; j < cand_.size(); ++j) {
+    prob_[j] = std::exp(double(work_[size_t(cand_[j])]) - double(mx));
+    total += prob_[j];
   }
+  const double target = params_.top_p * total;
+  // Buckets by distance below the maximum logit (e^-40 of the top is nothing); the bucket
+  // where the mass from the top crosses the target is sorted, the rest decided whole.
+  constexpr int kBuckets = 1024;
+  constexpr double kRange = 40.0;
+  auto bucket_of = [&](float x) {
+    const double d = (double(mx) - double(x)) * (kBuckets / kRange);
+    return d >= kBuckets - 1 ? kBuckets - 1 : int(d);
+  };
+  std::vector<double> mass(kBuckets, 0.0);
+  for (size_t j = 0; j < cand_.size(); ++j) mass[size_t(bucket_of(work_[size_t(cand_[j])]))] += prob_[j];
+  int cut = kBuckets - 1;
+  double above = 0.0;  // mass of the buckets before `cut`
+  for (int b = 0; b < kBuckets; ++b) {
+    if (above + mass[size_t(b)] >= target) {
+      cut = b;
+      break;
+    }
+    above += mass[size_t(b)];
+  }
+  // In the cut bucket: most likely first; among equal logits the higher id ranks above
+  // (HF's stable ascending sort puts the lower id first, so it is removed first).
+  order_.clear();
+  for (size_t j = 0; j < cand_.size(); ++j)
+    if (bucket_of(work_[size_t(cand_[j])]) == cut) order_.push_back(int32_t(j));
+  std::sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) {
+    const float xa = work_[size_t(cand_[size_t(a)])], xb = work_[size_t(cand_[size_t(b)])];
+    return xa > xb || (xa == xb && a > b);
+  });
+  std::vector<char> keep_in_cut(cand_.size(), 0);
+  for (int32_t j : order_) {
+    if (!(above < target)) break;
+    keep_in_cut[size_t(j)] = 1;
+    above += prob_[size_t(j)];
+  }
+  size_t kept = 0;
+  for (size_t j = 0; j < cand_.size(); ++j) {
+    const int b = bucket_of(work_[size_t(cand_[j])]);
+    if (b < cut || (b == cut && keep_in_cut[j])) cand_[kept++] = cand_[j];
+    else work_[size_t(cand_[j])] = kMasked;
+  }
+  cand_.resize(kept);
 }
 
 void Sampler::fill_logprobs(SampleResult& out) const {
@@ -135,23 +200,28 @@ SampleResult Sampler::sample(std::span<const float> logits, std::span<const int3
   if (greedy) {
     out.token = argmax(work_);
   } else {
-    apply_top_k();
-    apply_top_p();
-    const float mx = *std::max_element(work_.begin(), work_.end());
+    select_top_k();
+    select_top_p();
+    // Inverse CDF over what is left, in id order, with a 53-bit uniform in [0, 1).
+    float mx = kMasked;
+    for (int32_t id : cand_) mx = std::max(mx, work_[size_t(id)]);
+    prob_.resize(cand_.size());
     double sum = 0.0;
-    for (float x : work_) sum += std::exp(double(x) - double(mx));
-    // Inverse CDF in id order with a 53-bit uniform in [0, 1).
+    for (size_t j = 0; j < cand_.size(); ++j) {
+      prob_[j] = std::exp(double(work_[size_t(cand_[j])]) - double(mx));
+      sum += prob_[j];
+    }
     const double u = double(rng_() >> 11) * 0x1.0p-53 * sum;
     double cum = 0.0;
-    out.token = argmax(work_);  // fallback if rounding leaves u past the last mass
-    for (size_t i = 0; i < work_.size(); ++i) {
-      if (work_[i] == kMasked) continue;
-      cum += std::exp(double(work_[i]) - double(mx));
+    out.token = -1;
+    for (size_t j = 0; j < cand_.size(); ++j) {
+      cum += prob_[j];
       if (u < cum) {
-        out.token = int32_t(i);
+        out.token = cand_[j];
         break;
       }
     }
+    if (out.token < 0) out.token = argmax(work_);  // rounding left u past the last mass
   }
   if (params_.logprobs >= 0) fill_logprobs(out);
   return out;

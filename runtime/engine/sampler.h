@@ -67,15 +67,18 @@ class Sampler {
 
  private:
   void apply_penalties(std::span<const int32_t> context, std::span<const int32_t> generated);
-  void apply_top_k();
-  void apply_top_p();
+  void select_top_k();
+  void select_top_p();
   void fill_logprobs(SampleResult& out) const;
 
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<float> work_;
   std::vector<float> logprob_base_;  // logits after steps 1-4, for logprobs
-  std::vector<int32_t> order_;
+  std::vector<int32_t> cand_;   // ids still in play after top-k / top-p, ascending
+  std::vector<double> prob_;    // unnormalised probabilities of cand_
+  std::vector<float> heap_;     // top-k selection
+  std::vector<int32_t> order_;  // top-p: the bucket around the cut
 };
 
 }  // namespace qw

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <random>
 
 namespace qw {
@@ -45,6 +46,40 @@ Expected<nlohmann::ordered_json> run_throughput_bench(ModelExecutor& model,
     const double med = median(ts);
     out["ttft_ms"][std::to_string(n)] = med * 1e3;
     out["prefill_tok_s"][std::to_string(n)] = double(n) / med;
+  }
+  if (!o.prompt_lengths.empty()) {
+    const int64_t n = *std::max_element(o.prompt_lengths.begin(), o.prompt_lengths.end());
+    for (double f : o.prefix_reuse_fractions) {
+      if (n > model.max_context() || f <= 0 || f >= 1) continue;
+      const auto shared = rand_tokens(int64_t(f * double(n)));
+      std::vector<double> ts;
+      int64_t reused = 0;
+      for (int rep = 0; rep <= o.repeats; ++rep) {
+        // The earlier prompt: shared prefix + its own tail, computed and released (cached).
+        auto earlier = shared, prompt = shared;
+        const auto t1 = rand_tokens(n - int64_t(shared.size()));
+        const auto t2 = rand_tokens(n - int64_t(shared.size()));
+        earlier.insert(earlier.end(), t1.begin(), t1.end());
+        prompt.insert(prompt.end(), t2.begin(), t2.end());
+        StepInput in;
+        in.seq = kBenchSeq;
+        in.tokens = earlier;
+        QW_RETURN_IF_ERROR(model.step(std::span<const StepInput>(&in, 1), logits));
+        model.release(kBenchSeq);
+        const double t = now_s();
+        reused = model.attach_prefix(kBenchSeq + 1, prompt);
+        in.seq = kBenchSeq + 1;
+        in.tokens = std::span<const int32_t>(prompt).subspan(size_t(reused));
+        in.start_pos = reused;
+        QW_RETURN_IF_ERROR(model.step(std::span<const StepInput>(&in, 1), logits));
+        if (rep > 0) ts.push_back(now_s() - t);
+        model.release(kBenchSeq + 1);
+      }
+      char key[32];
+      std::snprintf(key, sizeof key, "%.2f", f);
+      out["ttft_prefix_reuse"][std::to_string(n)][key] = {{"reused_tokens", reused},
+                                                          {"ttft_ms", median(ts) * 1e3}};
+    }
   }
   for (int64_t B : o.batch_sizes) {
     std::vector<std::vector<int32_t>> prompts;

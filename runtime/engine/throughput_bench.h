@@ -12,6 +12,9 @@ namespace qw {
 struct ThroughputBenchOptions {
   std::vector<int64_t> prompt_lengths = {128, 2048};
   std::vector<int64_t> batch_sizes = {1, 8, 32};
+  // TTFT when this fraction of the longest prompt is a prefix an earlier prompt left in the
+  // KV cache (a shared system prompt, a chat's earlier turns): prefix caching at work.
+  std::vector<double> prefix_reuse_fractions = {0.5, 0.9};
   int64_t decode_context = 128;  // prompt length before the decode steps
   int64_t decode_steps = 64;
   int repeats = 5;

@@ -254,8 +254,8 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
     QW_CUDA(cudaMemsetAsync(kcache(int(l)), 0, block_elems_ * es, stream_.get()));
     QW_CUDA(cudaMemsetAsync(vcache(int(l)), 0, block_elems_ * es, stream_.get()));
   }
-  free_blocks_.clear();
-  for (int64_t b = num_blocks_ - 1; b >= 1; --b) free_blocks_.push_back(int32_t(b));
+  kv_blocks_ = std::make_unique<KvBlockManager>(
+      KvBlockManagerOptions{num_blocks_ - 1, kKvBlockTokens, 1, opts.prefix_caching});
   max_context_ = std::min<int64_t>(model_ctx, (num_blocks_ - 1) * kKvBlockTokens);
   QW_CUDA(cudaStreamSynchronize(stream_.get()));
   timings_.kv_bytes = kv_.size();
@@ -424,9 +424,7 @@ Status GpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& 
   for (const StepInput& in : inputs) {
     if (!seen.insert(in.seq).second) return Errorf("step: sequence %llu appears twice", (unsigned long long)in.seq);
     if (in.tokens.empty()) return Errorf("step: sequence %llu has no tokens", (unsigned long long)in.seq);
-    auto it = seqs_.find(in.seq);
-    const int64_t len = it == seqs_.end() ? 0 : it->second.len;
-    const int64_t have = it == seqs_.end() ? 0 : int64_t(it->second.blocks.size());
+    const int64_t len = kv_blocks_->length(in.seq);
     if (in.start_pos != len)
       return Errorf("step: sequence %llu starts at %lld but %lld tokens are cached", (unsigned long long)in.seq,
                     (long long)in.start_pos, (long long)len);
@@ -440,19 +438,14 @@ Status GpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& 
       if (t < 0 || t >= cfg_.vocab_size)
         return Errorf("step: sequence %llu: token id %d outside the vocabulary [0, %lld)", (unsigned long long)in.seq,
                       t, (long long)cfg_.vocab_size);
-    need_blocks += std::max<int64_t>(0, blocks_for(total) - have);
+    need_blocks += kv_blocks_->blocks_needed(in.seq, total);
   }
-  if (need_blocks > int64_t(free_blocks_.size()))
+  if (need_blocks > kv_blocks_->blocks_available())
     return Errorf("step: KV cache full: %lld more blocks of %d tokens needed, %lld free of %lld",
-                  (long long)need_blocks, kKvBlockTokens, (long long)free_blocks_.size(), (long long)(num_blocks_ - 1));
-  for (const StepInput& in : inputs) {
-    SeqState& st = seqs_[in.seq];
-    const int64_t want = blocks_for(st.len + int64_t(in.tokens.size()));
-    while (int64_t(st.blocks.size()) < want) {
-      st.blocks.push_back(free_blocks_.back());
-      free_blocks_.pop_back();
-    }
-  }
+                  (long long)need_blocks, kKvBlockTokens, (long long)kv_blocks_->blocks_available(),
+                  (long long)(num_blocks_ - 1));
+  for (const StepInput& in : inputs)
+    QW_RETURN_IF_ERROR(kv_blocks_->reserve(in.seq, in.start_pos + int64_t(in.tokens.size())));
   // Split into passes of at most rows_max_ rows.
   std::vector<Piece> pass;
   int64_t rows = 0;
@@ -488,11 +481,11 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
   for (size_t p = 0; p < pieces.size(); ++p) {
     const Piece& pc = pieces[p];
     const StepInput& in = inputs[pc.input];
-    SeqState& st = seqs_[in.seq];
+    const std::vector<int32_t>& table = kv_blocks_->table(in.seq);
     const int64_t n = int64_t(in.tokens.size());
     const int cols = int(blocks_for(in.start_pos + pc.begin + pc.len));
     max_cols = std::max(max_cols, cols);
-    std::memcpy(h_tables + p * size_t(bt_stride_), st.blocks.data(), size_t(cols) * 4);
+    std::memcpy(h_tables + p * size_t(bt_stride_), table.data(), size_t(cols) * 4);
     if (pc.len != 1) all_decode = false;
     for (int64_t t0 = 0; t0 < pc.len; t0 += kFlashRows)
       h_tiles[ntiles++] = make_int4(rows + int(t0), int(std::min<int64_t>(kFlashRows, pc.len - t0)),
@@ -502,7 +495,7 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
       h_tok[rows] = in.tokens[size_t(pc.begin + j)];
       h_pos[rows] = int32_t(pos);
       h_rowseq[rows] = int32_t(p);
-      h_slots[rows] = (long long)st.blocks[size_t(pos / kKvBlockTokens)] * kKvBlockTokens + pos % kKvBlockTokens;
+      h_slots[rows] = (long long)table[size_t(pos / kKvBlockTokens)] * kKvBlockTokens + pos % kKvBlockTokens;
       const bool last = pc.begin + j == n - 1;
       if (in.all_logits || (in.want_logits && last)) h_lrows[nlog++] = rows;
       ++rows;
@@ -570,32 +563,23 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
     QW_CUDA(cudaStreamSynchronize(s));
   }
   QW_CUDA(cudaGetLastError());
-  for (const Piece& pc : pieces) seqs_[inputs[pc.input].seq].len = inputs[pc.input].start_pos + pc.begin + pc.len;
+  for (const Piece& pc : pieces)
+    kv_blocks_->commit(inputs[pc.input].seq, inputs[pc.input].tokens.subspan(size_t(pc.begin), size_t(pc.len)));
   return Status::Ok();
 }
 
-void GpuExecutor::release(SeqId seq) {
-  auto it = seqs_.find(seq);
-  if (it == seqs_.end()) return;
-  for (int32_t b : it->second.blocks) free_blocks_.push_back(b);
-  seqs_.erase(it);
+void GpuExecutor::release(SeqId seq) { kv_blocks_->release(seq); }
+
+int64_t GpuExecutor::attach_prefix(SeqId seq, std::span<const int32_t> tokens) {
+  return kv_blocks_->attach_prefix(seq, tokens);
 }
 
 bool GpuExecutor::can_append(SeqId seq, int64_t n) const {
-  auto it = seqs_.find(seq);
-  const int64_t len = it == seqs_.end() ? 0 : it->second.len;
-  const int64_t have = it == seqs_.end() ? 0 : int64_t(it->second.blocks.size());
-  if (len + n > max_context_) return false;
-  return blocks_for(len + n) - have <= int64_t(free_blocks_.size());
+  const int64_t len = kv_blocks_->length(seq) + n;
+  return len <= max_context_ && kv_blocks_->blocks_needed(seq, len) <= kv_blocks_->blocks_available();
 }
 
-KvUsage GpuExecutor::kv_usage() const {
-  KvUsage u;
-  u.blocks_total = num_blocks_ - 1;
-  u.blocks_used = u.blocks_total - int64_t(free_blocks_.size());
-  u.block_tokens = kKvBlockTokens;
-  return u;
-}
+KvUsage GpuExecutor::kv_usage() const { return kv_blocks_->usage(); }
 
 Expected<uint64_t> GpuExecutor::device_weights_checksum() {
   cudaStream_t s = stream_.get();

@@ -15,6 +15,7 @@
 
 #include "artifact/artifact.h"
 #include "engine/executor.h"
+#include "engine/kv_block_manager.h"
 #include "gpu/cuda_util.h"
 #include "gpu/kernel_module.h"
 #include "gpu/weight_loader.h"
@@ -37,6 +38,7 @@ struct GpuExecutorOptions {
   // vs 5.40 ms, b2 6.25 vs 5.69 ms); QW_PDL=1 turns it on for measurements.
   bool pdl = false;
   bool flash_attention = true;        // tensor-core attention for passes with prompt chunks
+  bool prefix_caching = true;         // reuse the KV of full blocks of earlier prompts
   LoadOptions load;
 };
 
@@ -67,6 +69,7 @@ class GpuExecutor final : public ModelExecutor {
   const ModelConfig& config() const override { return cfg_; }
   std::string device_name() const override { return device_name_; }
   Status step(std::span<const StepInput> inputs, std::vector<float>& logits) override;
+  int64_t attach_prefix(SeqId seq, std::span<const int32_t> tokens) override;
   void release(SeqId seq) override;
   bool can_append(SeqId seq, int64_t n) const override;
   KvUsage kv_usage() const override;
@@ -89,10 +92,6 @@ class GpuExecutor final : public ModelExecutor {
   GpuExecutor() = default;
   struct LayerW {
     const void *in_norm, *qkv_w, *qkv_b, *o_w, *post_norm, *gu_w, *down_w;
-  };
-  struct SeqState {
-    std::vector<int32_t> blocks;
-    int64_t len = 0;
   };
   struct Piece {
     size_t input;
@@ -163,8 +162,7 @@ class GpuExecutor final : public ModelExecutor {
   DeviceBuffer kv_;
   int64_t num_blocks_ = 0;
   size_t block_elems_ = 0;  // per layer per k/v per block
-  std::vector<int32_t> free_blocks_;
-  std::unordered_map<SeqId, SeqState> seqs_;
+  std::unique_ptr<KvBlockManager> kv_blocks_;  // block ids 1 .. num_blocks_-1
   int64_t max_context_ = 0;
 
   std::map<int, cudaGraphExec_t> graphs_;  // decode bucket -> graph

@@ -66,14 +66,24 @@ std::string ServerMetrics::render(const EngineStats& e, const std::string& model
   gauge("qwrun:num_requests_running", "Sequences holding KV cache.", double(e.running));
   gauge("qwrun:kv_cache_blocks_total", "KV cache blocks in the pool.", double(e.kv.blocks_total));
   gauge("qwrun:kv_cache_blocks_used", "KV cache blocks in use.", double(e.kv.blocks_used));
-  gauge("qwrun:kv_cache_blocks_free", "KV cache blocks free.",
+  gauge("qwrun:kv_cache_blocks_free", "KV cache blocks no sequence holds (incl. cached).",
         double(e.kv.blocks_total - e.kv.blocks_used));
+  gauge("qwrun:kv_cache_blocks_cached",
+        "Free KV blocks kept for prefix reuse (reclaimed least recently used first).",
+        double(e.kv.blocks_cached));
   gauge("qwrun:kv_cache_usage_perc", "Fraction of KV blocks in use.",
         e.kv.blocks_total ? double(e.kv.blocks_used) / double(e.kv.blocks_total) : 0.0);
   counter("qwrun:prompt_tokens_total", "Prompt tokens processed.", double(e.prompt_tokens));
   counter("qwrun:generation_tokens_total", "Tokens generated.", double(e.generated_tokens));
   counter("qwrun:num_preemptions_total", "Sequences preempted (KV recomputed).",
           double(e.preemptions));
+  counter("qwrun:prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.",
+          double(e.prefix_query_tokens));
+  counter("qwrun:prefix_cache_hits_total",
+          "Prompt tokens whose KV was reused from the prefix cache (tokens saved).",
+          double(e.prefix_hit_tokens));
+  gauge("qwrun:prefix_cache_hit_rate", "prefix_cache_hits_total / prefix_cache_queries_total.",
+        e.prefix_query_tokens ? double(e.prefix_hit_tokens) / double(e.prefix_query_tokens) : 0.0);
   counter("qwrun:engine_steps_total", "Engine steps run.", double(e.steps));
   gauge("qwrun:startup_seconds", "Process start to ready.", startup_seconds.load());
   {

@@ -17,7 +17,10 @@ Engine::Engine(ModelExecutor& model, const Tokenizer& tokenizer, EngineOptions o
       tokenizer_(tokenizer),
       opts_(opts),
       observer_(std::move(observer)),
-      scheduler_(opts.scheduler) {
+      scheduler_(opts.scheduler),
+      sampling_pool_(opts.sampling_threads > 0
+                         ? opts.sampling_threads
+                         : int(std::clamp(std::thread::hardware_concurrency(), 1u, 8u))) {
   stats_.kv = model_.kv_usage();
   thread_ = std::thread([this] { loop(); });
 }
@@ -167,9 +170,14 @@ void Engine::run_step() {
   }
 
   StepPlan plan = scheduler_.plan(running_, waiting_, model_);
-  if (!plan.preempted.empty()) {
+  {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.preemptions += plan.preempted.size();
+    for (const auto& a : plan.admitted)
+      if (a.seq->preemptions == 0) {  // a recomputation is not a new prompt
+        stats_.prefix_query_tokens += uint64_t(a.seq->prompt_len());
+        stats_.prefix_hit_tokens += uint64_t(a.reused);
+      }
   }
   if (plan.chunks.empty()) {
     if (running_.empty() && !waiting_.empty()) {
@@ -202,19 +210,38 @@ void Engine::run_step() {
     return;
   }
   const size_t V = size_t(model_.config().vocab_size);
-  size_t row = 0;
+  // Rows of logits per chunk; unconstrained sequences are sampled in parallel (each owns
+  // its Sampler), then tokens are emitted on this thread in plan order.
+  std::vector<int64_t> row_of(plan.chunks.size(), -1);
+  std::vector<size_t> free_text;
+  int64_t row = 0;
+  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+    plan.chunks[i].seq->cached += plan.chunks[i].n;
+    if (!inputs[i].want_logits) continue;
+    row_of[i] = row++;
+    if (!plan.chunks[i].seq->matcher) free_text.push_back(i);
+  }
+  auto generated_of = [](const Sequence* s) {
+    return std::span<const int32_t>(s->tokens.data() + s->prompt_len(), size_t(s->generated()));
+  };
+  sampled_.resize(plan.chunks.size());
+  sampling_pool_.parallel_for(int64_t(free_text.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) {
+      const size_t i = free_text[size_t(j)];
+      Sequence* s = plan.chunks[i].seq;
+      const std::span<const float> logits(logits_.data() + size_t(row_of[i]) * V, V);
+      sampled_[i] = s->sampler.sample(logits, s->tokens, generated_of(s));
+    }
+  });
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     Sequence* s = plan.chunks[i].seq;
-    s->cached += plan.chunks[i].n;
-    if (!inputs[i].want_logits) continue;
-    const std::span<const float> logits(logits_.data() + row * V, V);
-    ++row;
-    const std::span<const int32_t> generated(s->tokens.data() + s->prompt_len(),
-                                             size_t(s->generated()));
+    if (row_of[i] < 0) continue;
     if (!s->matcher) {
-      emit_token(s, s->sampler.sample(logits, s->tokens, generated));
+      emit_token(s, sampled_[i]);
       continue;
     }
+    const std::span<const float> logits(logits_.data() + size_t(row_of[i]) * V, V);
+    const std::span<const int32_t> generated = generated_of(s);
     const int64_t remaining =
         std::min(s->params.max_new_tokens - s->generated(),
                  model_.max_context() - int64_t(s->tokens.size()));

@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "engine/executor.h"
 #include "serving/scheduler.h"
 #include "serving/sequence.h"
@@ -23,6 +24,9 @@ namespace qw {
 struct EngineOptions {
   SchedulerOptions scheduler;
   int64_t max_waiting = 256;  // queued requests before submit() refuses (HTTP 429)
+  // Threads that sample the sequences of a step in parallel (a 152K-entry vocabulary
+  // row per sequence); 0: up to 8 of the machine's cores.
+  int sampling_threads = 0;
 };
 
 struct EngineStats {
@@ -33,6 +37,8 @@ struct EngineStats {
   uint64_t prompt_tokens = 0;      // prompt tokens admitted (recomputation not counted)
   uint64_t generated_tokens = 0;
   uint64_t preemptions = 0;
+  uint64_t prefix_query_tokens = 0;  // prompt tokens looked up in the prefix cache
+  uint64_t prefix_hit_tokens = 0;    // of those, tokens whose KV was reused (not recomputed)
 };
 
 // Observers for metrics (called on the engine thread).
@@ -88,6 +94,8 @@ class Engine {
   EngineStats stats_;
   std::vector<float> logits_;
   std::vector<float> masked_;  // one row of grammar-masked logits
+  ThreadPool sampling_pool_;
+  std::vector<SampleResult> sampled_;  // per chunk of the step, unconstrained sequences
   std::thread thread_;
 };
 

@@ -50,9 +50,20 @@ StepPlan Scheduler::plan(std::vector<Sequence*>& running, std::deque<Sequence*>&
     if (s->pending() > 1 && budget > 0) prefill(s);
   while (!waiting.empty() && budget > 0 && int64_t(running.size()) < opts_.max_running) {
     Sequence* s = waiting.front();
-    if (!prefill(s)) break;
+    const int64_t reused = s->cached == 0 ? model.attach_prefix(s->id, s->tokens) : 0;
+    s->cached += reused;
+    if (!prefill(s)) {
+      // Hand the attached blocks back: a waiting sequence holds no KV, so preemption
+      // (which only looks at running ones) can always free what decodes need.
+      if (reused > 0) {
+        model.release(s->id);
+        s->cached = 0;
+      }
+      break;
+    }
     waiting.pop_front();
     running.push_back(s);
+    p.admitted.push_back({s, reused});
   }
   return p;
 }

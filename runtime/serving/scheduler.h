@@ -3,7 +3,8 @@
 // under a per-step token budget, so a long prompt never stalls the others (chunked
 // prefill). When the KV cache cannot take a decode token, the most recently admitted
 // sequence is preempted (its cache dropped, recomputed later) so older requests finish:
-// FCFS with preemption bounds starvation.
+// FCFS with preemption bounds starvation. An admitted sequence first takes whatever
+// prefix of its tokens the KV cache already holds (prefix caching), then prefills the rest.
 #pragma once
 #include <cstdint>
 #include <deque>
@@ -27,6 +28,11 @@ struct StepPlan {
   };
   std::vector<Chunk> chunks;
   std::vector<Sequence*> preempted;  // KV released; they went back to the waiting queue
+  struct Admission {
+    Sequence* seq;
+    int64_t reused;  // prompt tokens whose KV came from the prefix cache
+  };
+  std::vector<Admission> admitted;  // moved from waiting to running in this plan
 };
 
 class Scheduler {

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cpu/cpu_executor.h"
+#include "engine/generator.h"
 #include "synthetic_model.h"
 
 using namespace qw;
@@ -172,6 +173,78 @@ TEST_CASE("several sequences in one step equal separate runs") {
   ex->release(5);
   ex->release(9);
   CHECK(ex->kv_usage().blocks_used == 0);
+}
+
+TEST_CASE("a prompt that reuses a cached prefix gets the reference logits") {
+  const auto m = test::random_model(test::small_config(false), DType::F16, 21);
+  test::PackedModel p(m, 2);
+  CpuExecutorOptions o;
+  o.kv_block_tokens = 4;
+  auto ex = make(m, p, o);
+  const auto a = some_tokens(20, m.cfg.vocab_size, 3);
+  run_chunks(*ex, a, 7, 1);
+  ex->release(1);
+  CHECK(ex->kv_usage().blocks_cached == 5);
+
+  // b shares a's first 13 tokens: three full blocks (12 tokens) come from the cache.
+  auto b = std::vector<int32_t>(a.begin(), a.begin() + 13);
+  const auto tail = some_tokens(6, m.cfg.vocab_size, 4);
+  b.insert(b.end(), tail.begin(), tail.end());
+  const int64_t reused = ex->attach_prefix(2, b);
+  REQUIRE(reused == 12);
+  StepInput in;
+  in.seq = 2;
+  in.tokens = std::span<const int32_t>(b.data() + reused, b.size() - size_t(reused));
+  in.start_pos = reused;
+  in.all_logits = true;
+  std::vector<float> out;
+  REQUIRE(ex->step(std::span<const StepInput>(&in, 1), out).ok());
+  const auto ref = test::reference_logits(m, b);
+  const size_t V = size_t(m.cfg.vocab_size);
+  for (size_t t = size_t(reused); t < b.size(); ++t)
+    CHECK(test::rel_err(out.data() + (t - size_t(reused)) * V, ref[t]) <= kTolerance);
+
+  // Switched off, the same calls reuse nothing.
+  o.prefix_caching = false;
+  auto off = make(m, p, o);
+  run_chunks(*off, a, 7, 1);
+  off->release(1);
+  CHECK(off->attach_prefix(2, b) == 0);
+  CHECK(off->kv_usage().blocks_cached == 0);
+}
+
+TEST_CASE("a chat's next turn reuses the KV of the previous one and replies the same") {
+  const auto m = test::random_model(test::small_config(true), DType::BF16, 22);
+  test::PackedModel p(m, 1);
+  CpuExecutorOptions on_opts, off_opts;
+  on_opts.kv_block_tokens = off_opts.kv_block_tokens = 4;
+  off_opts.prefix_caching = false;
+  auto on = make(m, p, on_opts), off = make(m, p, off_opts);
+  auto turn = [](CpuExecutor& ex, const std::vector<int32_t>& prompt) {
+    GenerateRequest req;
+    req.prompt = prompt;
+    req.max_new_tokens = 6;
+    req.sampling.temperature = 0;
+    req.reuse_cached_prefix = true;
+    auto r = generate(ex, req, [](int32_t) { return std::string(); });
+    REQUIRE_MESSAGE(r.ok(), r.status().message());
+    return *r;
+  };
+  auto first = some_tokens(30, m.cfg.vocab_size, 5);
+  const GenerateResult a_on = turn(*on, first), a_off = turn(*off, first);
+  CHECK(a_on.tokens == a_off.tokens);
+  CHECK(a_on.reused_prefix == 0);
+  // Next turn: the previous prompt and reply, then new user tokens.
+  auto second = first;
+  second.insert(second.end(), a_on.tokens.begin(), a_on.tokens.end());
+  const auto more = some_tokens(9, m.cfg.vocab_size, 6);
+  second.insert(second.end(), more.begin(), more.end());
+  const GenerateResult b_on = turn(*on, second), b_off = turn(*off, second);
+  CHECK(b_on.tokens == b_off.tokens);
+  CHECK(b_off.reused_prefix == 0);
+  // 30 prompt tokens + 5 fed-back reply tokens were written: 8 full blocks.
+  CHECK(b_on.reused_prefix == 32);
+  CHECK(on->kv_usage().blocks_used == 0);
 }
 
 TEST_CASE("executor errors name the sequence and the numbers") {

@@ -41,6 +41,7 @@ class CountingExecutor : public ModelExecutor {
     auto it = cached_.find(seq);
     return (it == cached_.end() ? 0 : it->second) + n <= cfg_.max_position_embeddings;
   }
+  int64_t attach_prefix(SeqId seq, std::span<const int32_t>) override { return cached_[seq]; }
   KvUsage kv_usage() const override { return {}; }
   int64_t max_context() const override { return cfg_.max_position_embeddings; }
 

@@ -28,10 +28,11 @@ inline const std::string& tiny_artifact() {
 }
 
 struct TestServer {
-  explicit TestServer(ServerOptions so = {}, EngineOptions eo = {}) {
+  explicit TestServer(ServerOptions so = {}, EngineOptions eo = {}, bool prefix_caching = true) {
     LoadOptions lo;
     lo.device = "cpu";
     lo.threads = 2;
+    lo.prefix_caching = prefix_caching;
     auto m = load_model(tiny_artifact(), lo);
     if (!m.ok()) throw std::runtime_error(m.status().message());
     model = std::move(*m);
@@ -51,6 +52,17 @@ struct TestServer {
   ~TestServer() {
     server->shutdown();
     thread.join();
+  }
+  // A sample's value from /metrics (the first series of that name).
+  double metric(const std::string& name) const {
+    auto c = client();
+    auto r = c.Get("/metrics");
+    if (!r) throw std::runtime_error("GET /metrics failed");
+    const std::string key = name + "{";
+    const size_t at = r->body.find("\n" + key);
+    if (at == std::string::npos) throw std::runtime_error("no metric " + name);
+    const size_t sp = r->body.find("} ", at);
+    return std::stod(r->body.substr(sp + 2));
   }
   httplib::Client client() const {
     httplib::Client c("127.0.0.1", server->bound_port());

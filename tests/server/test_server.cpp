@@ -263,6 +263,46 @@ TEST_CASE("a client that disconnects mid-stream frees its KV blocks") {
   CHECK(freed);
 }
 
+TEST_CASE("prefix caching: a shared system prompt is reused, and answers do not change") {
+  const std::string system =
+      "You are a careful assistant for a shipping company. Answer in one short sentence, "
+      "name the warehouse, and never invent tracking numbers. Warehouses: Rotterdam, "
+      "Hamburg, Antwerp, Felixstowe, Valencia, Genoa, Piraeus and Gdansk.";
+  auto body = [&](const std::string& user) {
+    json b = chat_body(user, 16);
+    b["messages"] = {{{"role", "system"}, {"content", system}}, {{"role", "user"}, {"content", user}}};
+    return b;
+  };
+  const std::vector<std::string> users = {"Where is order 17?", "Which port is in Spain?",
+                                          "Where is order 17?"};
+  auto answers = [&](testing::TestServer& s) {
+    std::vector<std::string> out;
+    for (const auto& u : users) {
+      auto c = s.client();
+      json r = post_json(c, "/v1/chat/completions", body(u), 200);
+      out.push_back(r["choices"][0]["message"]["content"].get<std::string>());
+    }
+    return out;
+  };
+  testing::TestServer off({}, {}, false);
+  const auto want = answers(off);
+  CHECK(off.metric("qwrun:prefix_cache_hits_total") == 0);
+
+  testing::TestServer on;
+  const auto got = answers(on);
+  CHECK(got == want);
+  const double queries = on.metric("qwrun:prefix_cache_queries_total");
+  const double hits = on.metric("qwrun:prefix_cache_hits_total");
+  // The second and third requests reuse at least the system prompt's full blocks; the third
+  // repeats the first and reuses all but its last partial block.
+  CHECK(queries > 0);
+  CHECK(hits >= 2 * 48);
+  CHECK(hits < queries);
+  CHECK(on.metric("qwrun:prefix_cache_hit_rate") == doctest::Approx(hits / queries));
+  CHECK(on.metric("qwrun:kv_cache_blocks_used") == 0);
+  CHECK(on.metric("qwrun:kv_cache_blocks_cached") > 0);
+}
+
 TEST_CASE("a full queue answers 429 with Retry-After") {
   EngineOptions eo;
   eo.max_waiting = 1;

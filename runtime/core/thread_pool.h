@@ -1,6 +1,7 @@
-// A small fixed pool of std::threads for data-parallel loops (matmul rows, attention
-// heads). The calling thread takes a share of the work, so a pool of size 1 spawns
-// no threads at all and runs everything inline.
+// A small fixed pool of std::threads for data-parallel loops (CPU matmul rows and
+// attention heads, per-sequence sampling in the serving engine). The calling thread takes
+// a share of the work, so a pool of size 1 spawns no threads at all and runs everything
+// inline.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -9,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-namespace qw::cpu {
+namespace qw {
 
 class ThreadPool {
  public:
@@ -43,4 +44,4 @@ class ThreadPool {
   bool stop_ = false;
 };
 
-}  // namespace qw::cpu
+}  // namespace qw

@@ -1,8 +1,8 @@
-#include "cpu/thread_pool.h"
+#include "core/thread_pool.h"
 
 #include <algorithm>
 
-namespace qw::cpu {
+namespace qw {
 
 namespace {
 // The [begin, end) share of part `p` out of `parts` for n items cut at multiples of grain.
@@ -82,4 +82,4 @@ void ThreadPool::worker_loop(int index) {
   }
 }
 
-}  // namespace qw::cpu
+}  // namespace qw
