@@ -2,7 +2,10 @@
 // token), reference counts, LRU reclaim of cached blocks, and prefix caching switched off.
 #include <doctest/doctest.h>
 
+#include <map>
 #include <numeric>
+#include <random>
+#include <set>
 
 #include "engine/kv_block_manager.h"
 
@@ -153,4 +156,95 @@ TEST_CASE("prefix caching off: nothing is reused or kept") {
   m.release(1);
   CHECK(m.usage().blocks_cached == 0);
   CHECK(run_seq(m, 2, a) == 0);
+}
+
+TEST_CASE("random workloads: reused blocks always hold the prompt's own tokens") {
+  // A shadow of what each block's KV would hold (the token id written at each slot), kept
+  // by replaying every commit. Whatever the manager hands out or shares, a sequence must
+  // only ever write blocks no other live sequence holds, and a reused prefix must read back
+  // exactly the tokens of the new prompt at the same positions.
+  constexpr int64_t B = 4, kBlocks = 48;
+  std::mt19937_64 rng(12);
+  for (bool caching : {true, false}) {
+    KvBlockManager m({kBlocks, B, 3, caching});
+    std::map<int32_t, std::vector<int32_t>> shadow;  // block id -> token per slot (-1: unwritten)
+    std::map<SeqId, std::vector<int32_t>> live;      // seq -> its tokens so far
+    // A few shared stems so prompts overlap often.
+    std::vector<std::vector<int32_t>> stems(4);
+    for (auto& s : stems) {
+      s.resize(size_t(4 + rng() % 20));
+      for (auto& t : s) t = int32_t(rng() % 5);
+    }
+    SeqId next = 1;
+    int64_t reused_total = 0;
+    for (int op = 0; op < 4000; ++op) {
+      const int kind = int(rng() % 10);
+      if (kind < 3 || live.empty()) {  // admit a new prompt
+        std::vector<int32_t> prompt = stems[rng() % stems.size()];
+        const size_t extra = rng() % 12;
+        for (size_t i = 0; i < extra; ++i) prompt.push_back(int32_t(rng() % 5));
+        const SeqId id = next++;
+        const int64_t reused = m.attach_prefix(id, prompt);
+        REQUIRE(reused % B == 0);
+        REQUIRE(reused < int64_t(prompt.size()));
+        const auto& table = m.table(id);
+        for (int64_t p = 0; p < reused; ++p)
+          REQUIRE(shadow[table[size_t(p / B)]][size_t(p % B)] == prompt[size_t(p)]);
+        reused_total += reused;
+        if (!m.reserve(id, int64_t(prompt.size())).ok()) {
+          m.release(id);
+          continue;
+        }
+        live[id] = std::vector<int32_t>(prompt.begin(), prompt.begin() + reused);
+        // Commit the rest as one chunk.
+        std::vector<int32_t> rest(prompt.begin() + reused, prompt.end());
+        auto it = live.find(id);
+        for (size_t j = 0; j < rest.size(); ++j) {
+          const int64_t p = int64_t(it->second.size() + j);
+          const int32_t blk = m.table(id)[size_t(p / B)];
+          for (const auto& [other, toks] : live)
+            if (other != id)
+              for (int32_t ob : m.table(other)) REQUIRE(ob != blk);  // never write a shared block
+          auto& slots = shadow[blk];
+          slots.resize(size_t(B), -1);
+          slots[size_t(p % B)] = rest[j];
+        }
+        m.commit(id, rest);
+        it->second.insert(it->second.end(), rest.begin(), rest.end());
+      } else if (kind < 8) {  // decode one token on a random live sequence
+        auto it = live.begin();
+        std::advance(it, long(rng() % live.size()));
+        const int64_t len = int64_t(it->second.size());
+        if (!m.reserve(it->first, len + 1).ok()) continue;
+        const int32_t t = int32_t(rng() % 5);
+        const int32_t blk = m.table(it->first)[size_t(len / B)];
+        for (const auto& [other, toks] : live)
+          if (other != it->first)
+            for (int32_t ob : m.table(other)) REQUIRE(ob != blk);
+        auto& slots = shadow[blk];
+        slots.resize(size_t(B), -1);
+        slots[size_t(len % B)] = t;
+        m.commit(it->first, std::vector<int32_t>{t});
+        it->second.push_back(t);
+      } else {  // finish a sequence
+        auto it = live.begin();
+        std::advance(it, long(rng() % live.size()));
+        m.release(it->first);
+        live.erase(it);
+      }
+      // Blocks in use are exactly the distinct blocks of live tables; ids stay in range.
+      std::set<int32_t> held;
+      for (const auto& [id, toks] : live)
+        for (int32_t blk : m.table(id)) {
+          REQUIRE((blk >= 3 && blk < 3 + kBlocks));
+          held.insert(blk);
+        }
+      const KvUsage u = m.usage();
+      REQUIRE(u.blocks_used == int64_t(held.size()));
+      REQUIRE(m.blocks_available() == kBlocks - int64_t(held.size()));
+      for (const auto& [id, toks] : live) REQUIRE(m.length(id) == int64_t(toks.size()));
+    }
+    if (caching) CHECK(reused_total > 1000);
+    else CHECK(reused_total == 0);
+  }
 }
