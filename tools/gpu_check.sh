@@ -6,6 +6,8 @@
 #     quick: tiny without the kernel-source variants, then perf
 #     perf: 7b make/compile, 7b logits, qwrun bench (ceilings, floors), qwgpu sweep, peer
 #     yarn: 7b with rope_scaling yarn x4, a 40K-token prompt, last 8 logits vs transformers
+#     tp2:  (two GPUs) tiny and 7b compiled --tp 2 vs --tp 1: logits, greedy, batched decode,
+#           then qwrun bench of both (startup, decode b1 latency ratio, throughput)
 #   Several modes may be given: tools/gpu_check.sh quick yarn
 #   QW_PEER_COMPILE=1 adds transformers' static cache + torch.compile to the peer.
 # Uses binaries from $QW_BIN (default .carry/bin: qwc, qwrun + libcpp-httplib, qwgpu,
@@ -15,13 +17,14 @@
 set -u -o pipefail
 MODES=" ${*:-tiny} "
 has() { case "$MODES" in *" $1 "*) return 0;; esac; return 1; }
-TINY_CORE=0; TINY_SRC=0; S7_STARTUP=0; S7_PERF=0; YARN=0
+TINY_CORE=0; TINY_SRC=0; S7_STARTUP=0; S7_PERF=0; YARN=0; TP2=0
 has tiny && { TINY_CORE=1; TINY_SRC=1; }
 has all && { TINY_CORE=1; TINY_SRC=1; S7_STARTUP=1; S7_PERF=1; }
 has 7b && { S7_STARTUP=1; S7_PERF=1; }
 has quick && { TINY_CORE=1; S7_PERF=1; }
 has perf && S7_PERF=1
 has yarn && YARN=1
+has tp2 && TP2=1
 MODE=$(echo $MODES | tr ' ' '+')
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -91,7 +94,7 @@ if [ $TINY_CORE = 1 ]; then
 fi
 
 C7=$WORK/ck7b; A7=$WORK/m7b_fp16.qwart
-if [ $S7_STARTUP = 1 ] || [ $S7_PERF = 1 ] || [ $YARN = 1 ]; then
+if [ $S7_STARTUP = 1 ] || [ $S7_PERF = 1 ] || [ $YARN = 1 ] || [ $TP2 = 1 ]; then
   df -h "$WORK" | tail -1
   t0=$(date +%s)
   [ -f "$C7/config.json" ] || qmake 7b 7 "$C7" >"$OUTD/make7b.log" 2>&1 || row "make 7b" FAIL ""
@@ -167,6 +170,38 @@ if [ $YARN = 1 ]; then
   run logits7b_yarn "$BIN/qwgpu" logits "$AY" "$WORK/tok40k.i32" "$WORK/ours40k.f32" --chunk 8192 --last 8 --kv-gb 8
   run cmp7b_yarn timeout ${QW_YARN_REF_TIMEOUT:-300} python3 tools/compare_logits.py "$CY" "$WORK/tok40k.i32" "$WORK/ours40k.f32" --dtype fp16 --last 8 --attn sdpa; rc=$?
   row "7b yarn x4, 40960-token prompt, last 8" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/cmp7b_yarn.log" | cut -c1-200); ours: $(grep chunk "$OUTD/logits7b_yarn.log" | tr '\n' ' ' | cut -c1-200)"
+fi
+
+if [ $TP2 = 1 ]; then
+  export NCCL_NVLS_ENABLE=0  # never NVLink multicast on shared GPUs (KINDS.md)
+  NG=$(nvidia-smi -L | wc -l)
+  [ "$NG" -ge 2 ] || row "tp2: two GPUs" FAIL "only $NG GPU(s)"
+  [ -f "$WORK/tiny/config.json" ] || qmake tiny 5 "$WORK/tiny" >/dev/null 2>&1
+  for m in tiny 7b; do
+    CK=$([ $m = tiny ] && echo "$WORK/tiny" || echo "$C7")
+    A1=$WORK/${m}_tp1.qwart; A2=$WORK/${m}_tp2.qwart
+    [ $m = 7b ] && [ -f "$A7" ] && A1=$A7
+    [ -f "$A1" ] || qcompile "$CK" "$A1" fp16 sm_90a >"$OUTD/compile_${m}_tp1.log" 2>&1
+    [ -f "$A2" ] || "$BIN/qwc" compile "$CK" -o "$A2" --dtype fp16 --arch sm_90a --tp 2 >"$OUTD/compile_${m}_tp2.log" 2>&1 || row "compile $m tp2" FAIL "$(tail -1 "$OUTD/compile_${m}_tp2.log")"
+    V=$(python3 -c "import json;print(json.load(open('$CK/config.json'))['vocab_size'])")
+    gen_tokens 512 "$WORK/tp_tok.i32"; head -c 256 "$WORK/tp_tok.i32" > "$WORK/tp_prompt.i32"
+    run tp1_logits_$m "$BIN/qwgpu" logits "$A1" "$WORK/tp_tok.i32" "$WORK/tp1_$m.f32" --chunk 200
+    run tp2_logits_$m "$BIN/qwgpu" logits "$A2" "$WORK/tp_tok.i32" "$WORK/tp2_$m.f32" --chunk 200
+    "$BIN/qwgpu" greedy "$A1" "$WORK/tp_prompt.i32" 64 > "$WORK/tp1_greedy_$m.json" 2>"$OUTD/tp1_greedy_$m.log"
+    "$BIN/qwgpu" greedy "$A2" "$WORK/tp_prompt.i32" 64 > "$WORK/tp2_greedy_$m.json" 2>"$OUTD/tp2_greedy_$m.log"
+    run tp_cmp_$m python3 tools/compare_tp_logits.py "$WORK/tp1_$m.f32" "$WORK/tp2_$m.f32" "$V"         --greedy1 "$WORK/tp1_greedy_$m.json" --greedyN "$WORK/tp2_greedy_$m.json"; rc=$?
+    row "$m tp2 logits+greedy vs tp1" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/tp_cmp_$m.log" | cut -c1-200)"
+    run tp2_batch_$m "$BIN/qwgpu" batch-check "$A2" --seqs 8 --steps 24; rc=$?
+    row "$m tp2 batched==alone" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/tp2_batch_$m.log")"
+  done
+  for t in 1 2; do
+    A=$([ $t = 1 ] && echo "$WORK/7b_tp1.qwart" || echo "$WORK/7b_tp2.qwart"); [ $t = 1 ] && [ -f "$A7" ] && A=$A7
+    run bench7b_tp$t "$BIN/qwrun" bench "$A" --device gpu --kv-cache-gb 16 --decode-steps 128 --out "$RES/bench7b_tp$t.json"
+  done
+  row "7b tp2 vs tp1 bench" info "$(python3 -c "
+import json;a=json.load(open('$RES/bench7b_tp1.json'));b=json.load(open('$RES/bench7b_tp2.json'))
+d1,d2=a['decode_tok_s'],b['decode_tok_s']
+print('b1 latency tp2/tp1 %.2f (goal <= 0.65); tok/s b1 %.0f/%.0f b32 %.0f/%.0f; ttft2048 %.1f/%.1f ms; load %.2f/%.2f s'%(d1['1']/d2['1'],d1['1'],d2['1'],d1['32'],d2['32'],a['ttft_ms']['2048'],b['ttft_ms']['2048'],a['load_seconds'],b['load_seconds']))" 2>&1 | cut -c1-220)"
 fi
 
 [ -f "$OUTD/hf_load7b.log" ] && tail -n1 "$OUTD/hf_load7b.log" > "$RES/hf_load7b.json"

@@ -31,6 +31,10 @@ Runner add_bench_command(CLI::App& app) {
   c->add_flag("--check-device", o->check_device,
               "With --startup: checksum the weights in GPU memory against the file");
   c->add_flag("--sweep-load-methods", o->sweep, "With --startup: time every weight-load method");
+  c->add_option("--tp", o->load.tp,
+                "GPUs for tensor parallelism; must equal the artifact's degree (qwc compile --tp N), "
+                "which is the default. Ranks use GPUs 0..N-1 and need NCCL (libnccl.so.2)")
+      ->check(CLI::Range(1, 64));
   c->add_option("--device", o->load.device, "auto | cpu | gpu")
       ->check(CLI::IsMember({"auto", "cpu", "gpu"}))->capture_default_str();
   c->add_option("--threads", o->load.threads, "CPU threads (0 = all cores)");

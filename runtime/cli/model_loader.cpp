@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include "gpu/gpu_executor.h"
+#include "gpu/tp_executor.h"
 #endif
 
 namespace qw {
@@ -30,6 +31,10 @@ Expected<std::unique_ptr<LoadedModel>> load_model(const std::string& path, const
   QW_ASSIGN_OR_RETURN(Tokenizer tok, load_tokenizer(art));
   auto m = std::unique_ptr<LoadedModel>(new LoadedModel{
       std::make_shared<const Artifact>(std::move(art)), std::move(tok), nullptr, 0});
+  const int art_tp = m->artifact->tp_size();
+  if (o.tp > 0 && o.tp != art_tp)
+    return Errorf("--tp %d: %s was compiled for tensor parallelism %d (recompile with qwc compile --tp %d)", o.tp,
+                  path.c_str(), art_tp, o.tp);
   std::string device = o.device;
 #ifdef QW_WITH_GPU
   if (device == "auto") {
@@ -40,8 +45,13 @@ Expected<std::unique_ptr<LoadedModel>> load_model(const std::string& path, const
     gpu::GpuExecutorOptions go;
     go.kv_cache_gb = o.kv_cache_gb;
     go.prefix_caching = o.prefix_caching;
-    QW_ASSIGN_OR_RETURN(auto exec, gpu::GpuExecutor::create(m->artifact, go));
-    m->executor = std::move(exec);
+    if (art_tp > 1) {
+      QW_ASSIGN_OR_RETURN(auto exec, gpu::TpGpuExecutor::create(m->artifact, go));
+      m->executor = std::move(exec);
+    } else {
+      QW_ASSIGN_OR_RETURN(auto exec, gpu::GpuExecutor::create(m->artifact, go));
+      m->executor = std::move(exec);
+    }
   }
 #else
   if (device == "auto") device = "cpu";

@@ -15,6 +15,10 @@ void SamplingFlags::add_to(CLI::App* c) {
   c->add_option("--seed", seed, "Random seed (same seed, same text)");
   c->add_option("--stop", stop, "Stop string (repeatable)");
   c->add_option("--system", system, "System prompt for --chat / chat");
+  c->add_option("--tp", load.tp,
+                "GPUs for tensor parallelism; must equal the artifact's degree (qwc compile --tp N), "
+                "which is the default. Ranks use GPUs 0..N-1 and need NCCL (libnccl.so.2)")
+      ->check(CLI::Range(1, 64));
   c->add_option("--device", load.device, "auto | cpu | gpu")
       ->check(CLI::IsMember({"auto", "cpu", "gpu"}))->capture_default_str();
   c->add_option("--threads", load.threads, "CPU threads (0 = all cores)");

@@ -30,6 +30,10 @@ Runner add_serve_command(CLI::App& app) {
   c->add_option("--api-key", o->server.api_key,
                 "Require 'Authorization: Bearer KEY' on /v1/* (or set QWRUN_API_KEY)");
   c->add_option("--served-model-name", o->model_name, "Model id in the API (default: file name)");
+  c->add_option("--tp", o->load.tp,
+                "GPUs for tensor parallelism; must equal the artifact's degree (qwc compile --tp N), "
+                "which is the default. Ranks use GPUs 0..N-1 and need NCCL (libnccl.so.2)")
+      ->check(CLI::Range(1, 64));
   c->add_option("--device", o->load.device, "auto | cpu | gpu")
       ->check(CLI::IsMember({"auto", "cpu", "gpu"}))->capture_default_str();
   c->add_option("--threads", o->load.threads, "CPU backend threads (0 = all cores)")

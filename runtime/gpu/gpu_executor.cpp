@@ -77,9 +77,13 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   plan_ = art_->tp_plan();
   dtype_ = art_->weight_dtype();
   device_ = opts.device;
-  if (art_->tp_size() != 1)
-    return Errorf("%s: compiled for tensor parallelism %d; the GPU executor runs tp=1 artifacts (recompile with --tp 1)",
-                  art_->path().c_str(), art_->tp_size());
+  const int rank = opts_.tp_rank;
+  if (art_->tp_size() != opts_.tp_size)
+    return Errorf("%s: compiled for tensor parallelism %d, run with %d GPUs (pass --tp %d, or recompile with qwc "
+                  "compile --tp %d)",
+                  art_->path().c_str(), art_->tp_size(), opts_.tp_size, art_->tp_size(), opts_.tp_size);
+  if (opts_.tp_size > 1 && (!opts_.nccl || !opts_.nccl_comm))
+    return Status::Error("tensor-parallel rank without an NCCL communicator");
   if (dtype_ != DType::F16 && dtype_ != DType::BF16)
     return Status::Error(art_->path() + ": weight dtype " + std::string(dtype_name(dtype_)) +
                          " is not supported on the GPU (f16, bf16)");
@@ -94,7 +98,7 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   pdl_ = opts_.pdl && prop.major >= 9;
 
   // Weights.
-  QW_ASSIGN_OR_RETURN(weights_, load_weights_to_device(*art_, 0, opts.load));
+  QW_ASSIGN_OR_RETURN(weights_, load_weights_to_device(*art_, rank, opts.load));
   timings_.weights_alloc_s = weights_.stats.alloc_seconds;
   timings_.weights_copy_s = weights_.stats.copy_seconds;
   timings_.weights_gbps = weights_.stats.gbps();
@@ -121,7 +125,7 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
 
   // Tensor addresses.
   auto addr = [&](const std::string& name, int64_t want_numel) -> Expected<const void*> {
-    QW_ASSIGN_OR_RETURN(TensorView t, art_->tensor(name, 0));
+    QW_ASSIGN_OR_RETURN(TensorView t, art_->tensor(name, rank));
     if (t.dtype != dtype_) return Status::Error(art_->path() + ": tensor " + name + " has an unexpected dtype");
     if (want_numel >= 0 && t.numel() != want_numel)
       return Errorf("%s: tensor %s has %lld elements, expected %lld", art_->path().c_str(), name.c_str(),
@@ -135,11 +139,12 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   vocab_rows_ = cfg_.vocab_size;
   QW_ASSIGN_OR_RETURN(embed_, addr(names::kEmbed, cfg_.vocab_size * H));
   QW_ASSIGN_OR_RETURN(final_norm_, addr(names::kFinalNorm, H));
-  if (art_->has_tensor(names::kLmHead, 0)) {
+  if (art_->has_tensor(names::kLmHead, rank)) {
     QW_ASSIGN_OR_RETURN(lm_head_w_, addr(names::kLmHead, -1));
-    QW_ASSIGN_OR_RETURN(TensorView t, art_->tensor(names::kLmHead, 0));
+    QW_ASSIGN_OR_RETURN(TensorView t, art_->tensor(names::kLmHead, rank));
     vocab_rows_ = t.rows();
-    if (t.cols() != H || vocab_rows_ < cfg_.vocab_size)
+    const int64_t want = opts_.tp_size > 1 ? plan_.vocab_per_rank : cfg_.vocab_size;
+    if (t.cols() != H || vocab_rows_ < want)
       return Status::Error(art_->path() + ": lm_head.weight has an unexpected shape");
   } else {
     lm_head_w_ = embed_;
@@ -303,6 +308,19 @@ Status GpuExecutor::lm_head(int first_row, int rows) {
   return gemm(hl_, lm_head_w_, logits_, rows, int(vocab_rows_), H, false);
 }
 
+Status GpuExecutor::begin_row_parallel(int rows) {
+  if (opts_.tp_size > 1 && opts_.tp_rank > 0)
+    QW_CUDA(cudaMemsetAsync(x_, 0, size_t(rows) * size_t(cfg_.hidden_size) * sizeof(float), stream_.get()));
+  return Status::Ok();
+}
+
+Status GpuExecutor::end_row_parallel(int rows) {
+  if (opts_.tp_size <= 1) return Status::Ok();
+  QW_NCCL(*opts_.nccl, opts_.nccl->all_reduce(x_, x_, size_t(rows) * size_t(cfg_.hidden_size), ncclFloat32, ncclSum,
+                                              opts_.nccl_comm, stream_.get()));
+  return Status::Ok();
+}
+
 // One forward through every layer over `rows` rows whose metadata is on the device; the
 // residual stream ends in x_ (lm_head() then normalises the rows that need logits).
 Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
@@ -342,24 +360,29 @@ Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
                                   static_cast<const float*>(part_ml_), nsplit, attn_));
       }
     }
+    QW_RETURN_IF_ERROR(begin_row_parallel(rows));
     if (gemv) {
       QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvORes][rows - 1], dim3((H + 7) / 8), dim3(128), w.o_w,
                                 static_cast<const void*>(attn_), x_, static_cast<void*>(nullptr), H));
     } else {
       QW_RETURN_IF_ERROR(gemm(attn_, w.o_w, x_, rows, H, QH * D, true));
     }
+    QW_RETURN_IF_ERROR(end_row_parallel(rows));
     QW_RETURN_IF_ERROR(run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_, nullf, w.post_norm, h_, rows, nulli));
     if (gemv) {
       QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvGateUp][rows - 1], dim3((I + 3) / 4), dim3(128), w.gu_w,
                                 static_cast<const void*>(h_), static_cast<float*>(nullptr), act_, I));
+      QW_RETURN_IF_ERROR(begin_row_parallel(rows));
       QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvDownRes][rows - 1], dim3((H + 7) / 8), dim3(128), w.down_w,
                                 static_cast<const void*>(act_), x_, static_cast<void*>(nullptr), H));
     } else {
       QW_RETURN_IF_ERROR(gemm(h_, w.gu_w, gu_, rows, 2 * I, H, false));
       QW_RETURN_IF_ERROR(run_kernel(k_swiglu_, dim3(unsigned(std::min<int64_t>((int64_t(rows) * I + 255) / 256, 65535))),
                                 dim3(256), static_cast<const float*>(gu_), act_, rows));
+      QW_RETURN_IF_ERROR(begin_row_parallel(rows));
       QW_RETURN_IF_ERROR(gemm(act_, w.down_w, x_, rows, H, I, true));
     }
+    QW_RETURN_IF_ERROR(end_row_parallel(rows));
   }
   return Status::Ok();
 }
@@ -528,7 +551,7 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
   const int table_rows = npieces + (use_graph ? 1 : 0);
   QW_CUDA(cudaMemcpy2DAsync(d_tables_, size_t(bt_stride_) * 4, h_tables, size_t(bt_stride_) * 4,
                             size_t(std::max(max_cols, 1)) * 4, size_t(table_rows), cudaMemcpyHostToDevice, s));
-  const size_t V = size_t(cfg_.vocab_size), Vr = size_t(vocab_rows_);
+  const size_t V = size_t(logit_columns()), Vr = size_t(vocab_rows_);
   if (use_graph) {
     QW_CUDA(cudaGraphLaunch(graphs_.at(bucket), s));
     // Logits of the rows that asked for them (in graph mode rows == pieces).

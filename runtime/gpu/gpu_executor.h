@@ -18,6 +18,7 @@
 #include "engine/kv_block_manager.h"
 #include "gpu/cuda_util.h"
 #include "gpu/kernel_module.h"
+#include "gpu/nccl_api.h"
 #include "gpu/weight_loader.h"
 
 namespace qw::gpu {
@@ -39,6 +40,12 @@ struct GpuExecutorOptions {
   bool pdl = false;
   bool flash_attention = true;        // tensor-core attention for passes with prompt chunks
   bool prefix_caching = true;         // reuse the KV of full blocks of earlier prompts
+  // Tensor parallelism (TpGpuExecutor sets these): this executor is rank `tp_rank` of
+  // `tp_size`, on its own GPU, summing its row-parallel partials over `nccl_comm`.
+  int tp_rank = 0;
+  int tp_size = 1;
+  ncclComm_t nccl_comm = nullptr;
+  const NcclApi* nccl = nullptr;
   LoadOptions load;
 };
 
@@ -80,6 +87,8 @@ class GpuExecutor final : public ModelExecutor {
   const DeviceWeights& weights() const { return weights_; }
   const KernelModule& module() const { return module_; }
   cudaStream_t stream() const { return stream_.get(); }
+  // Logit columns per row in step()'s output: the vocabulary, or this rank's slice of it.
+  int64_t logit_columns() const { return opts_.tp_size > 1 ? vocab_rows_ : cfg_.vocab_size; }
   // Device checksum (checksum64 kernel) of the weights arena; compare host_checksum64.
   Expected<uint64_t> device_weights_checksum();
   GpuMemoryUse memory_use() const;
@@ -108,6 +117,10 @@ class GpuExecutor final : public ModelExecutor {
   }
   Status gemm(const void* a, const void* w, float* c, int rows, int n, int k, bool accumulate);
   Status lm_head(int first_row, int rows);
+  // Row-parallel output of a TP rank: before, ranks other than 0 clear the residual stream
+  // (rank 0 keeps it), so after the sum every rank holds residual + all partials.
+  Status begin_row_parallel(int rows);
+  Status end_row_parallel(int rows);
   Status capture_graphs();
   Status capture_graphs_once();
   int64_t blocks_for(int64_t tokens) const { return (tokens + kKvBlockTokens - 1) / kKvBlockTokens; }

@@ -27,6 +27,7 @@
 
 #include "gpu/gpu_executor.h"
 #include "gpu/startup_bench.h"
+#include "gpu/tp_executor.h"
 
 using namespace qw;
 using namespace qw::gpu;
@@ -61,15 +62,22 @@ std::string opt(std::vector<std::string>& a, const std::string& name, const std:
   return v;
 }
 
-Expected<std::unique_ptr<GpuExecutor>> open_exec(const std::string& path, double kv_gb, bool graphs,
-                                                 bool prefix_caching = true) {
+// A TP=1 artifact on GPU 0, or a TP=N one over GPUs 0..N-1.
+Expected<std::unique_ptr<ModelExecutor>> open_exec(const std::string& path, double kv_gb, bool graphs,
+                                                   bool prefix_caching = true) {
   auto a = Artifact::open(path);
   if (!a.ok()) return a.status();
   GpuExecutorOptions o;
   o.kv_cache_gb = kv_gb;
   o.cuda_graphs = graphs;
   o.prefix_caching = prefix_caching;
-  return GpuExecutor::create(std::make_shared<Artifact>(std::move(*a)), o);
+  auto art = std::make_shared<Artifact>(std::move(*a));
+  if (art->tp_size() > 1) {
+    QW_ASSIGN_OR_RETURN(auto e, TpGpuExecutor::create(art, o));
+    return std::unique_ptr<ModelExecutor>(std::move(e));
+  }
+  QW_ASSIGN_OR_RETURN(auto e, GpuExecutor::create(art, o));
+  return std::unique_ptr<ModelExecutor>(std::move(e));
 }
 
 int argmax(const float* v, int64_t n, float* margin) {
@@ -188,7 +196,7 @@ int cmd_greedy(std::vector<std::string> a) {
 
 // Decodes `steps` greedy tokens for each prompt, either all sequences batched in one step
 // call or one sequence at a time.
-Status decode_greedy(GpuExecutor& e, const std::vector<std::vector<int32_t>>& prompts, int steps, bool batched,
+Status decode_greedy(ModelExecutor& e, const std::vector<std::vector<int32_t>>& prompts, int steps, bool batched,
                      std::vector<std::vector<int32_t>>* outs) {
   const int64_t V = e.config().vocab_size;
   outs->assign(prompts.size(), {});

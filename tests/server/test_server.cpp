@@ -323,3 +323,15 @@ TEST_CASE("a full queue answers 429 with Retry-After") {
   CHECK(n429 >= 1);
   CHECK(n200 >= 1);
 }
+
+TEST_CASE("--tp that disagrees with the artifact is refused, naming both degrees") {
+  LoadOptions lo;
+  lo.device = "cpu";
+  lo.tp = 2;
+  auto m = load_model(testing::tiny_artifact(), lo);
+  REQUIRE(!m.ok());
+  CHECK(m.status().message().find("--tp 2") != std::string::npos);
+  CHECK(m.status().message().find("tensor parallelism 1") != std::string::npos);
+  lo.tp = 1;
+  CHECK(load_model(testing::tiny_artifact(), lo).ok());
+}
