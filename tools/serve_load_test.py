@@ -2,8 +2,14 @@
 """Closed-loop load on an OpenAI-compatible server: N concurrent clients each send
 streaming /v1/completions requests (prompt of P random token ids, exactly M output tokens via
 ignore_eos) until the duration ends. Reports throughput, TTFT and inter-token latency
-percentiles and errors as one JSON object. Needs only the Python standard library + aiohttp."""
-import argparse, asyncio, json, random, statistics, time
+percentiles and errors as one JSON object. Needs only the Python standard library + aiohttp.
+
+--shared-prefix-tokens N: every prompt starts with the same N ids (a shared system prompt),
+so a server with prefix caching computes them once.
+--watch-pid PID: a soak; every --sample-every seconds record the server's RSS, its GPU memory
+(nvidia-smi) and /metrics' KV blocks in use, and after the load check that every KV block
+came back. The summary says whether RSS and GPU memory stayed flat."""
+import argparse, asyncio, json, random, re, statistics, subprocess, time, urllib.request
 
 import aiohttp
 
@@ -17,7 +23,8 @@ def pct(xs, p):
 
 async def client(session, url, args, rng, stats, deadline):
     while time.perf_counter() < deadline:
-        prompt = [rng.randrange(1000, 150000) for _ in range(args.prompt_tokens)]
+        own = max(0, args.prompt_tokens - len(args.shared_prefix))
+        prompt = args.shared_prefix[:args.prompt_tokens] + [rng.randrange(1000, 150000) for _ in range(own)]
         body = {"prompt": prompt, "max_tokens": args.max_tokens, "temperature": 0,
                 "stream": True, "ignore_eos": True}
         t0 = time.perf_counter()
@@ -56,6 +63,42 @@ async def client(session, url, args, rng, stats, deadline):
         stats["latency"].append(time.perf_counter() - t0)
 
 
+def metric(base, name):
+    try:
+        body = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+    except Exception:  # noqa: BLE001
+        return None
+    m = re.search(r"^" + re.escape(name) + r"\{[^}]*\} ([0-9.e+-]+)$", body, re.M)
+    return float(m.group(1)) if m else None
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+def gpu_mb(pid):
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10).stdout
+    except Exception:  # noqa: BLE001
+        return None
+    total = [float(l.split(",")[1]) for l in out.splitlines() if l.split(",")[0].strip() == str(pid)]
+    return sum(total) if total else None
+
+
+async def watch(args, base, timeline, deadline):
+    t0 = time.perf_counter()
+    while time.perf_counter() < deadline:
+        timeline.append({"t_s": round(time.perf_counter() - t0, 1), "rss_mb": rss_mb(args.watch_pid),
+                         "gpu_mb": gpu_mb(args.watch_pid),
+                         "kv_blocks_used": metric(base, "qwrun:kv_cache_blocks_used")})
+        await asyncio.sleep(args.sample_every)
+
+
 async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default="http://127.0.0.1:8000/v1/completions")
@@ -64,7 +107,14 @@ async def main():
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--duration", type=float, default=120)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--shared-prefix-tokens", type=int, default=0)
+    ap.add_argument("--watch-pid", type=int, default=0)
+    ap.add_argument("--sample-every", type=float, default=15)
     args = ap.parse_args()
+    args.shared_prefix = [random.Random(args.seed - 1).randrange(1000, 150000)
+                          for _ in range(args.shared_prefix_tokens)]
+    base = args.url.split("/v1/")[0]
+    timeline = []
     stats = {"ttft": [], "itl": [], "latency": [], "errors": [], "requests": 0,
              "completion_tokens": 0, "completion_chunks": 0, "prompt_tokens": 0}
     timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
@@ -72,8 +122,11 @@ async def main():
     start = time.perf_counter()
     deadline = start + args.duration
     async with aiohttp.ClientSession(timeout=timeout, connector=conn) as s:
-        await asyncio.gather(*[client(s, args.url, args, random.Random(args.seed + i), stats, deadline)
-                               for i in range(args.concurrency)])
+        tasks = [client(s, args.url, args, random.Random(args.seed + i), stats, deadline)
+                 for i in range(args.concurrency)]
+        if args.watch_pid:
+            tasks.append(watch(args, base, timeline, deadline))
+        await asyncio.gather(*tasks)
     wall = time.perf_counter() - start
     out = {
         "concurrency": args.concurrency, "prompt_tokens": args.prompt_tokens,
@@ -85,6 +138,28 @@ async def main():
         "itl_p50_ms": 1e3 * (pct(stats["itl"], 50) or 0), "itl_p99_ms": 1e3 * (pct(stats["itl"], 99) or 0),
         "latency_p50_s": pct(stats["latency"], 50),
     }
+    if args.shared_prefix_tokens:
+        out["shared_prefix_tokens"] = args.shared_prefix_tokens
+        out["prefix_cache_hit_rate"] = metric(base, "qwrun:prefix_cache_hit_rate")
+    if args.watch_pid:
+        for _ in range(60):  # the last requests drain
+            if metric(base, "qwrun:num_requests_running") == 0:
+                break
+            time.sleep(1)
+        end = {"rss_mb": rss_mb(args.watch_pid), "gpu_mb": gpu_mb(args.watch_pid),
+               "kv_blocks_used": metric(base, "qwrun:kv_cache_blocks_used")}
+        # Flat: the second half of the run grows RSS by < 5 % over its first sample (warm-up
+        # allocations happen early), GPU memory not at all.
+        half = [p for p in timeline if p["t_s"] >= timeline[-1]["t_s"] / 2] if timeline else []
+        rss = [p["rss_mb"] for p in half if p["rss_mb"]]
+        gpu = [p["gpu_mb"] for p in half if p["gpu_mb"]]
+        out["soak"] = {"samples": len(timeline), "end": end, "timeline": timeline,
+                       "rss_growth_second_half": (max(rss) / rss[0] - 1) if rss else None,
+                       "gpu_mb_second_half": [min(gpu), max(gpu)] if gpu else None,
+                       "all_kv_blocks_free": end["kv_blocks_used"] == 0}
+        out["soak"]["flat"] = bool(out["soak"]["all_kv_blocks_free"] and rss and
+                                   out["soak"]["rss_growth_second_half"] < 0.05 and
+                                   (not gpu or max(gpu) == min(gpu)))
     print(json.dumps(out))
 
 

@@ -469,6 +469,10 @@ Status GpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& 
                   (long long)(num_blocks_ - 1));
   for (const StepInput& in : inputs)
     QW_RETURN_IF_ERROR(kv_blocks_->reserve(in.seq, in.start_pos + int64_t(in.tokens.size())));
+  int64_t total_rows = 0;
+  for (const StepInput& in : inputs) total_rows += int64_t(in.tokens.size());
+  view_rows_ = 0;
+  if (total_rows > rows_max_) view_allowed_ = false;  // a later pass would overwrite the first's
   // Split into passes of at most rows_max_ rows.
   std::vector<Piece> pass;
   int64_t rows = 0;
@@ -563,6 +567,10 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
     if (!wanted.empty()) {
       QW_CUDA(cudaMemcpyAsync(logits_host_.get(), logits_, size_t(rows) * Vr * 4, cudaMemcpyDeviceToHost, s));
       QW_CUDA(cudaStreamSynchronize(s));
+      if (view_allowed_ && Vr == V && wanted.size() == size_t(rows)) {
+        view_rows_ = size_t(rows);
+        wanted.clear();  // the rows stay where they are, in order
+      }
       for (int r : wanted) {
         const float* src = logits_host_.as<float>() + size_t(r) * Vr;
         logits.insert(logits.end(), src, src + V);
@@ -589,6 +597,15 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
   for (const Piece& pc : pieces)
     kv_blocks_->commit(inputs[pc.input].seq, inputs[pc.input].tokens.subspan(size_t(pc.begin), size_t(pc.len)));
   return Status::Ok();
+}
+
+Expected<std::span<const float>> GpuExecutor::step_view(std::span<const StepInput> inputs) {
+  view_allowed_ = true;
+  Status st = step(inputs, view_logits_);
+  view_allowed_ = false;
+  QW_RETURN_IF_ERROR(st);
+  if (view_rows_ == 0) return std::span<const float>(view_logits_);
+  return std::span<const float>(logits_host_.as<float>(), view_rows_ * size_t(cfg_.vocab_size));
 }
 
 void GpuExecutor::release(SeqId seq) { kv_blocks_->release(seq); }

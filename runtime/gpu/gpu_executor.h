@@ -76,6 +76,9 @@ class GpuExecutor final : public ModelExecutor {
   const ModelConfig& config() const override { return cfg_; }
   std::string device_name() const override { return device_name_; }
   Status step(std::span<const StepInput> inputs, std::vector<float>& logits) override;
+  // A decode step replayed from a graph leaves its logits in pinned memory: the view points
+  // there instead of copying them (other steps copy as step() does).
+  Expected<std::span<const float>> step_view(std::span<const StepInput> inputs) override;
   int64_t attach_prefix(SeqId seq, std::span<const int32_t> tokens) override;
   void release(SeqId seq) override;
   bool can_append(SeqId seq, int64_t n) const override;
@@ -178,7 +181,9 @@ class GpuExecutor final : public ModelExecutor {
   std::unique_ptr<KvBlockManager> kv_blocks_;  // block ids 1 .. num_blocks_-1
   int64_t max_context_ = 0;
 
-  std::map<int, cudaGraphExec_t> graphs_;  // decode bucket -> graph
+  std::map<int, cudaGraphExec_t> graphs_;
+  bool view_allowed_ = false;  // this step may leave its logits in logits_host_
+  size_t view_rows_ = 0;       // rows it left there (0: copied into the caller's vector)  // decode bucket -> graph
 };
 
 }  // namespace qw::gpu

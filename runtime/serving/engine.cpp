@@ -200,15 +200,16 @@ void Engine::run_step() {
     in.want_logits = c.seq->cached + c.n == int64_t(c.seq->tokens.size());
     inputs.push_back(in);
   }
-  Status st = model_.step(inputs, logits_);
+  Expected<std::span<const float>> step_logits = model_.step_view(inputs);
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.steps;
   }
-  if (!st.ok()) {
-    for (const auto& c : plan.chunks) finish(c.seq, "error", st.message());
+  if (!step_logits.ok()) {
+    for (const auto& c : plan.chunks) finish(c.seq, "error", step_logits.status().message());
     return;
   }
+  const std::span<const float> all_logits = *step_logits;
   const size_t V = size_t(model_.config().vocab_size);
   // Rows of logits per chunk; unconstrained sequences are sampled in parallel (each owns
   // its Sampler), then tokens are emitted on this thread in plan order.
@@ -229,7 +230,7 @@ void Engine::run_step() {
     for (int64_t j = b; j < e; ++j) {
       const size_t i = free_text[size_t(j)];
       Sequence* s = plan.chunks[i].seq;
-      const std::span<const float> logits(logits_.data() + size_t(row_of[i]) * V, V);
+      const std::span<const float> logits = all_logits.subspan(size_t(row_of[i]) * V, V);
       sampled_[i] = s->sampler.sample(logits, s->tokens, generated_of(s));
     }
   });
@@ -240,7 +241,7 @@ void Engine::run_step() {
       emit_token(s, sampled_[i]);
       continue;
     }
-    const std::span<const float> logits(logits_.data() + size_t(row_of[i]) * V, V);
+    const std::span<const float> logits = all_logits.subspan(size_t(row_of[i]) * V, V);
     const std::span<const int32_t> generated = generated_of(s);
     const int64_t remaining =
         std::min(s->params.max_new_tokens - s->generated(),

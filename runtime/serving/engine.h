@@ -92,7 +92,6 @@ class Engine {
   bool accepting_ = true;
   bool stop_ = false;
   EngineStats stats_;
-  std::vector<float> logits_;
   std::vector<float> masked_;  // one row of grammar-masked logits
   ThreadPool sampling_pool_;
   std::vector<SampleResult> sampled_;  // per chunk of the step, unconstrained sequences

@@ -299,6 +299,10 @@ TEST_CASE("prefix caching: a shared system prompt is reused, and answers do not 
   CHECK(hits >= 2 * 48);
   CHECK(hits < queries);
   CHECK(on.metric("qwrun:prefix_cache_hit_rate") == doctest::Approx(hits / queries));
+  // The reply is sent before the engine releases the sequence: wait for it to go idle.
+  for (int i = 0; i < 200 && !on.engine->idle(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // stats refresh after the step
   CHECK(on.metric("qwrun:kv_cache_blocks_used") == 0);
   CHECK(on.metric("qwrun:kv_cache_blocks_cached") > 0);
 }
