@@ -1,5 +1,6 @@
 #include "cpu/matmul.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -200,11 +201,16 @@ struct Kernels {
   void (*dot4_bf16)(const float*, const uint16_t*, int64_t, int64_t, float*);
 };
 
+// CPUID leaf 1, ECX bit 29; clang 14 does not know "f16c" in __builtin_cpu_supports.
+bool cpu_has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+
 const Kernels& kernels() {
   static const Kernels k = [] {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())
       return Kernels{
           convert_f16_avx2,      convert_bf16_avx2,   dot_avx2, dot4_avx2, dot4x2_avx2, axpy_avx2,
           dot4_half_avx2<false>, dot4_half_avx2<true>};

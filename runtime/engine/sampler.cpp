@@ -132,7 +132,8 @@ void Sampler::select_top_p() {
     const double d = (double(mx) - double(x)) * (kBuckets / kRange);
     return d >= kBuckets - 1 ? kBuckets - 1 : int(d);
   };
-  std::vector<double> mass(kBuckets, 0.0);
+  std::vector<double>& mass = bucket_mass_;
+  mass.assign(kBuckets, 0.0);
   for (size_t j = 0; j < cand_.size(); ++j) mass[size_t(bucket_of(work_[size_t(cand_[j])]))] += prob_[j];
   int cut = kBuckets - 1;
   double above = 0.0;  // mass of the buckets before `cut`
@@ -152,7 +153,8 @@ void Sampler::select_top_p() {
     const float xa = work_[size_t(cand_[size_t(a)])], xb = work_[size_t(cand_[size_t(b)])];
     return xa > xb || (xa == xb && a > b);
   });
-  std::vector<char> keep_in_cut(cand_.size(), 0);
+  std::vector<char>& keep_in_cut = keep_in_cut_;
+  keep_in_cut.assign(cand_.size(), 0);
   for (int32_t j : order_) {
     if (!(above < target)) break;
     keep_in_cut[size_t(j)] = 1;

@@ -79,6 +79,8 @@ class Sampler {
   std::vector<double> prob_;    // unnormalised probabilities of cand_
   std::vector<float> heap_;     // top-k selection
   std::vector<int32_t> order_;  // top-p: the bucket around the cut
+  std::vector<double> bucket_mass_;  // top-p: probability mass per logit bucket
+  std::vector<char> keep_in_cut_;    // top-p: survivors of the cut bucket
 };
 
 }  // namespace qw

@@ -440,6 +440,10 @@ Status GpuExecutor::capture_graphs_once() {
 }
 
 Status GpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& logits) {
+  return run_step(inputs, logits, false);
+}
+
+Status GpuExecutor::run_step(std::span<const StepInput> inputs, std::vector<float>& logits, bool allow_view) {
   logits.clear();
   QW_CUDA(cudaSetDevice(device_));
   std::unordered_set<SeqId> seen;
@@ -472,7 +476,7 @@ Status GpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& 
   int64_t total_rows = 0;
   for (const StepInput& in : inputs) total_rows += int64_t(in.tokens.size());
   view_rows_ = 0;
-  if (total_rows > rows_max_) view_allowed_ = false;  // a later pass would overwrite the first's
+  allow_view = allow_view && total_rows <= rows_max_;  // a later pass would overwrite the first's
   // Split into passes of at most rows_max_ rows.
   std::vector<Piece> pass;
   int64_t rows = 0;
@@ -484,18 +488,18 @@ Status GpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& 
       rows += take;
       b += take;
       if (rows == rows_max_) {
-        QW_RETURN_IF_ERROR(run_pass(inputs, pass, logits));
+        QW_RETURN_IF_ERROR(run_pass(inputs, pass, logits, allow_view));
         pass.clear();
         rows = 0;
       }
     }
   }
-  if (!pass.empty()) QW_RETURN_IF_ERROR(run_pass(inputs, pass, logits));
+  if (!pass.empty()) QW_RETURN_IF_ERROR(run_pass(inputs, pass, logits, allow_view));
   return Status::Ok();
 }
 
 Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vector<Piece>& pieces,
-                             std::vector<float>& logits) {
+                             std::vector<float>& logits, bool allow_view) {
   cudaStream_t s = stream_.get();
   const int64_t R = rows_max_;
   int32_t* hm = meta_host_.as<int32_t>();
@@ -567,7 +571,7 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
     if (!wanted.empty()) {
       QW_CUDA(cudaMemcpyAsync(logits_host_.get(), logits_, size_t(rows) * Vr * 4, cudaMemcpyDeviceToHost, s));
       QW_CUDA(cudaStreamSynchronize(s));
-      if (view_allowed_ && Vr == V && wanted.size() == size_t(rows)) {
+      if (allow_view && Vr == V && wanted.size() == size_t(rows)) {
         view_rows_ = size_t(rows);
         wanted.clear();  // the rows stay where they are, in order
       }
@@ -600,10 +604,7 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
 }
 
 Expected<std::span<const float>> GpuExecutor::step_view(std::span<const StepInput> inputs) {
-  view_allowed_ = true;
-  Status st = step(inputs, view_logits_);
-  view_allowed_ = false;
-  QW_RETURN_IF_ERROR(st);
+  QW_RETURN_IF_ERROR(run_step(inputs, view_logits_, true));
   if (view_rows_ == 0) return std::span<const float>(view_logits_);
   return std::span<const float>(logits_host_.as<float>(), view_rows_ * size_t(cfg_.vocab_size));
 }

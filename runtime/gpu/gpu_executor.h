@@ -110,8 +110,10 @@ class GpuExecutor final : public ModelExecutor {
     int64_t begin, len;
   };
   Status init(std::shared_ptr<const Artifact> artifact, const GpuExecutorOptions& opts);
+  // allow_view: a decode pass may leave its logits in logits_host_ (step_view()).
+  Status run_step(std::span<const StepInput> inputs, std::vector<float>& logits, bool allow_view);
   Status run_pass(std::span<const StepInput> inputs, const std::vector<Piece>& pieces,
-                  std::vector<float>& logits);
+                  std::vector<float>& logits, bool allow_view);
   // ntiles > 0: prefill attention on the tensor cores over the tiles in d_tiles_.
   Status forward(int rows, int nsplit, int ntiles = 0);
   template <typename... Args>
@@ -181,9 +183,8 @@ class GpuExecutor final : public ModelExecutor {
   std::unique_ptr<KvBlockManager> kv_blocks_;  // block ids 1 .. num_blocks_-1
   int64_t max_context_ = 0;
 
-  std::map<int, cudaGraphExec_t> graphs_;
-  bool view_allowed_ = false;  // this step may leave its logits in logits_host_
-  size_t view_rows_ = 0;       // rows it left there (0: copied into the caller's vector)  // decode bucket -> graph
+  std::map<int, cudaGraphExec_t> graphs_;  // decode bucket -> graph
+  size_t view_rows_ = 0;  // rows the last step left in logits_host_ (0: copied out)
 };
 
 }  // namespace qw::gpu
