@@ -6,6 +6,7 @@ percentiles and errors as one JSON object. Needs only the Python standard librar
 
 --shared-prefix-tokens N: every prompt starts with the same N ids (a shared system prompt),
 so a server with prefix caching computes them once.
+--response-format json_object: every request constrained to JSON (grammar overhead).
 --watch-pid PID: a soak; every --sample-every seconds record the server's RSS, its GPU memory
 (nvidia-smi) and /metrics' KV blocks in use, and after the load check that every KV block
 came back. The summary says whether RSS and GPU memory stayed flat."""
@@ -27,6 +28,8 @@ async def client(session, url, args, rng, stats, deadline):
         prompt = args.shared_prefix[:args.prompt_tokens] + [rng.randrange(1000, 150000) for _ in range(own)]
         body = {"prompt": prompt, "max_tokens": args.max_tokens, "temperature": 0,
                 "stream": True, "ignore_eos": True}
+        if args.response_format:
+            body["response_format"] = {"type": args.response_format}
         t0 = time.perf_counter()
         last = None
         ntok = 0
@@ -110,6 +113,9 @@ async def main():
     ap.add_argument("--shared-prefix-tokens", type=int, default=0)
     ap.add_argument("--watch-pid", type=int, default=0)
     ap.add_argument("--sample-every", type=float, default=15)
+    ap.add_argument("--response-format", default="",
+                    help="json_object: grammar-constrained replies (they end when the JSON does, "
+                         "so compare inter-token latency, not throughput)")
     args = ap.parse_args()
     args.shared_prefix = [random.Random(args.seed - 1).randrange(1000, 150000)
                           for _ in range(args.shared_prefix_tokens)]
@@ -130,9 +136,10 @@ async def main():
     wall = time.perf_counter() - start
     out = {
         "concurrency": args.concurrency, "prompt_tokens": args.prompt_tokens,
-        "max_tokens": args.max_tokens, "wall_s": wall, "requests": stats["requests"],
+        "max_tokens": args.max_tokens, "response_format": args.response_format or None, "wall_s": wall, "requests": stats["requests"],
         "errors": len(stats["errors"]), "error_samples": stats["errors"][:5],
         "output_tok_s": stats["completion_tokens"] / wall,
+        "streamed_chunks_s": stats["completion_chunks"] / wall,
         "total_tok_s": (stats["completion_tokens"] + stats["prompt_tokens"]) / wall,
         "ttft_p50_ms": 1e3 * (pct(stats["ttft"], 50) or 0), "ttft_p99_ms": 1e3 * (pct(stats["ttft"], 99) or 0),
         "itl_p50_ms": 1e3 * (pct(stats["itl"], 50) or 0), "itl_p99_ms": 1e3 * (pct(stats["itl"], 99) or 0),

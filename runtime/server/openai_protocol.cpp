@@ -330,6 +330,12 @@ std::vector<int32_t> encode_chat_prompt(const Tokenizer& tok, const ojson& messa
   return out;
 }
 
+// A grammar ends the reply itself or through eos; never without one (ignore_eos).
+static void keep_eos_for_grammar(ParsedRequest& r, const ApiContext& ctx) {
+  if (r.params.grammar && r.params.eos_ids.empty())
+    for (int32_t id : ctx.tokenizer->eos_ids()) r.params.eos_ids.push_back(id);
+}
+
 std::variant<ParsedRequest, ApiError> parse_chat_request(const std::string& body,
                                                           const ApiContext& ctx) {
   ApiError err;
@@ -385,9 +391,7 @@ std::variant<ParsedRequest, ApiError> parse_chat_request(const std::string& body
   r.params.prompt =
       encode_chat_prompt(*ctx.tokenizer, normalized, *rendered, ctx.allow_special_tokens_in_messages);
   if (auto e = finish_lengths(r, ctx, max_tokens, 0, "messages")) return *e;
-  // A grammar ends the reply itself or through eos; never without one (ignore_eos).
-  if (r.params.grammar && r.params.eos_ids.empty())
-    for (int32_t id : ctx.tokenizer->eos_ids()) r.params.eos_ids.push_back(id);
+  keep_eos_for_grammar(r, ctx);
   return r;
 }
 
@@ -397,7 +401,8 @@ std::variant<ParsedRequest, ApiError> parse_completion_request(const std::string
   auto j = parse_json(body, err);
   if (!j) return err;
   std::set<std::string> known = kCommon;
-  known.insert({"prompt", "echo", "suffix", "best_of"});
+  // response_format on completions is vLLM's extension; OpenAI's legacy API has none.
+  known.insert({"prompt", "echo", "suffix", "best_of", "response_format"});
   if (auto e = check_known_fields(*j, known)) return *e;
   ParsedRequest r;
   r.chat = false;
@@ -415,6 +420,8 @@ std::variant<ParsedRequest, ApiError> parse_completion_request(const std::string
   r.logprobs = lp >= 0;
   r.top_logprobs = std::max(lp, 0);
   r.params.sampling.logprobs = lp;
+  if (f.has("response_format"))
+    if (auto e = parse_response_format((*j)["response_format"], ctx, r)) return *e;
   if (!j->contains("prompt")) return bad("prompt", "'prompt' is a required property");
   const auto& p = (*j)["prompt"];
   if (p.is_string()) {
@@ -435,6 +442,7 @@ std::variant<ParsedRequest, ApiError> parse_completion_request(const std::string
   if (r.params.prompt.empty()) r.params.prompt = ctx.tokenizer->encode(r.prompt_text, true);
   constexpr int64_t kOpenAiDefaultMaxTokens = 16;  // the completions API's documented default
   if (auto e = finish_lengths(r, ctx, max_tokens, kOpenAiDefaultMaxTokens, "prompt")) return *e;
+  keep_eos_for_grammar(r, ctx);
   return r;
 }
 

@@ -239,3 +239,27 @@ TEST_CASE("tools: validation errors, tool messages through the template, auto mo
   const std::string reason = j["choices"][0]["finish_reason"];
   CHECK((reason == "stop" || reason == "length" || reason == "tool_calls"));
 }
+
+TEST_CASE("completions accept response_format (vLLM's extension), ignore_eos included") {
+  testing::TestServer s;
+  auto c = s.client();
+  for (int seed = 0; seed < 8; ++seed) {
+    const json b = {{"prompt", "Give me JSON:"},        {"max_tokens", 40},
+                    {"temperature", 1.0},               {"seed", seed},
+                    {"ignore_eos", seed % 2 == 0},
+                    {"response_format", {{"type", "json_object"}}}};
+    auto r = c.Post("/v1/completions", b.dump(), "application/json");
+    REQUIRE(r);
+    REQUIRE_MESSAGE(r->status == 200, r->body);
+    const json j = json::parse(r->body);
+    const std::string text = j["choices"][0]["text"];
+    const json v = json::parse(text, nullptr, false);
+    CHECK_MESSAGE((!v.is_discarded() && v.is_object()), text);
+  }
+  auto bad = c.Post("/v1/completions",
+                    json{{"prompt", "x"}, {"response_format", {{"type", "yaml"}}}}.dump(),
+                    "application/json");
+  REQUIRE(bad);
+  CHECK(bad->status == 400);
+  CHECK(json::parse(bad->body)["error"]["param"] == "response_format.type");
+}
