@@ -33,9 +33,9 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $R/gpu.txt
 if [ "${QW_TINY_CHECKS:-1}" = 1 ]; then
   $BIN/qwc make-test-model --preset tiny --seed 1 -o $W/tiny --tokenizer tests/data >/dev/null 2>&1
   $BIN/qwc compile $W/tiny -o $W/tiny.qwart --arch sm_90a 2>&1 | tail -1
-  $BIN/qwrun generate $W/tiny.qwart --device gpu -p "Hello" -n 16 --temperature 0 > $R/tiny_gpu.txt 2>&1
-  $BIN/qwrun generate $W/tiny.qwart --device cpu -p "Hello" -n 16 --temperature 0 > $R/tiny_cpu.txt 2>&1
-  cmp -s <(head -1 $R/tiny_gpu.txt) <(head -1 $R/tiny_cpu.txt) && echo "tiny greedy: GPU text == CPU text" || echo "tiny greedy: GPU and CPU text DIFFER"
+  $BIN/qwrun generate $W/tiny.qwart --device gpu -p "Hello" -n 16 --temperature 0 > $R/tiny_gpu.txt 2>$R/tiny_gpu.err
+  $BIN/qwrun generate $W/tiny.qwart --device cpu -p "Hello" -n 16 --temperature 0 > $R/tiny_cpu.txt 2>$R/tiny_cpu.err
+  cmp -s $R/tiny_gpu.txt $R/tiny_cpu.txt && echo "tiny greedy: GPU text == CPU text" || echo "tiny greedy: GPU and CPU text DIFFER"
   $BIN/qwgpu prefix-check $W/tiny.qwart --prefix 300 --steps 16 > $R/tiny_prefix_check.txt 2>&1; echo "tiny prefix-check rc=$?: $(tail -1 $R/tiny_prefix_check.txt)"
   timeout 120 $BIN/qw_gpu_tests > $R/qw_gpu_tests.txt 2>&1; echo "qw_gpu_tests rc=$?: $(tail -2 $R/qw_gpu_tests.txt | tr '\n' ' ')"
   mark "tiny checks done"

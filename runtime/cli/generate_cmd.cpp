@@ -57,6 +57,7 @@ Runner add_generate_command(CLI::App& app) {
     const std::string tail = dec.flush();  // bytes of a character cut off by the last token
     std::fwrite(tail.data(), 1, tail.size(), stdout);
     std::fputc('\n', stdout);
+    std::fflush(stdout);  // before the timing line on stderr, which shares a terminal/pipe
     if (!r.ok()) return fail(r.status().message());
     const double dt = r->decode_seconds;
     std::fprintf(stderr,
