@@ -61,6 +61,7 @@ Expected<std::unique_ptr<LoadedModel>> load_model(const std::string& path, const
     cpu::CpuExecutorOptions co;
     co.threads = o.threads;
     co.prefix_caching = o.prefix_caching;
+    co.reduce_rows_on_host = o.reduce_rows_on_host;
     QW_ASSIGN_OR_RETURN(auto exec, cpu::CpuExecutor::create(*m->artifact, co));
     m->executor = std::move(exec);
   }

@@ -15,8 +15,9 @@ struct LoadOptions {
   int threads = 0;              // CPU backend threads (0 = all)
   bool verify = false;          // hash every section before use (reads the whole file)
   double kv_cache_gb = 0;       // 0 = backend default
-  bool prefix_caching = true;
-  int tp = 0;                   // GPUs for tensor parallelism (0: the artifact's degree)   // reuse KV blocks of earlier prompts with the same prefix
+  bool prefix_caching = true;   // reuse KV blocks of earlier prompts with the same prefix
+  int tp = 0;                   // GPUs for tensor parallelism (0: the artifact's degree)
+  bool reduce_rows_on_host = false;  // CPU: sample from host-reduced candidates (tests)
 };
 
 struct LoadedModel {

@@ -49,6 +49,7 @@ CpuExecutor::CpuExecutor(const ModelConfig& cfg, const TpPlan& plan, ModelWeight
            opts.kv_block_tokens - 1) /
               opts.kv_block_tokens,
           opts.prefix_caching) {
+  reduce_rows_on_host_ = opts.reduce_rows_on_host;
   max_context_ =
       std::min(cfg.max_position_embeddings, cache_.blocks_total() * cache_.geometry().block_tokens);
 }

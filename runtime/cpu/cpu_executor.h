@@ -26,6 +26,9 @@ struct CpuExecutorOptions {
   int64_t kv_block_tokens = 16;    // positions per KV block
   int64_t kv_capacity_tokens = 0;  // 0: max_position_embeddings (allocated lazily)
   bool prefix_caching = true;      // reuse the KV of full blocks of earlier prompts
+  // step_reduced() hands rows to the sampler as candidates (engine/candidates.h), as the
+  // GPU does, so tests exercise that path on the CPU.
+  bool reduce_rows_on_host = false;
 };
 
 class CpuExecutor final : public ModelExecutor {

@@ -9,6 +9,7 @@
 
 #include "core/model_config.h"
 #include "core/status.h"
+#include "engine/candidates.h"
 
 namespace qw {
 
@@ -23,6 +24,14 @@ struct StepInput {
   int64_t start_pos = 0;
   bool want_logits = true;  // logits of the chunk's last token
   bool all_logits = false;  // logits for every token of the chunk (teacher-forced checks)
+};
+
+// The logits rows of a step_reduced(): row i either reduced (candidates[i].complete) or
+// whole at rows[row_index[i] * vocab_size ...].
+struct StepRows {
+  std::vector<RowCandidates> candidates;
+  std::vector<int64_t> row_index;  // -1 where reduced
+  std::span<const float> rows;
 };
 
 struct KvUsage {
@@ -52,6 +61,12 @@ class ModelExecutor {
     QW_RETURN_IF_ERROR(step(inputs, view_logits_));
     return std::span<const float>(view_logits_);
   }
+  // step_view() with row i (in logits order, one request per row) reduced to its
+  // candidates where requests[i].k > 0 and the backend can (sampling on the device: a few
+  // hundred bytes per row cross to the host instead of the vocabulary). The others come
+  // whole. `out` is reused between steps.
+  virtual Status step_reduced(std::span<const StepInput> inputs,
+                              std::span<const CandidateRequest> requests, StepRows& out);
   // Drops a sequence's KV cache (its blocks return to the pool at once).
   virtual void release(SeqId seq) = 0;
   // Whether n more tokens for seq fit in the KV cache now (reclaiming cached prefixes).
@@ -61,6 +76,9 @@ class ModelExecutor {
 
  protected:
   std::vector<float> view_logits_;  // step_view()'s buffer where the backend has none
+  // step_reduced() reduces rows on the host with the reference (tests exercise the reduced
+  // path on backends without a device reduction).
+  bool reduce_rows_on_host_ = false;
 };
 
 }  // namespace qw

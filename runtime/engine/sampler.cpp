@@ -98,16 +98,24 @@ void Sampler::select_top_k() {
   // cand_: ids still in play, ascending; everything else is masked in work_.
   const size_t V = work_.size();
   cand_.clear();
+  cval_.clear();
   if (params_.top_k > 0 && size_t(params_.top_k) < V) {
     const float kth = kth_largest(work_, size_t(params_.top_k), heap_);
     for (size_t i = 0; i < V; ++i) {
-      if (work_[i] < kth) work_[i] = kMasked;  // ties with the k-th stay, as torch.topk + <
-      else if (work_[i] != kMasked) cand_.push_back(int32_t(i));
+      if (work_[i] < kth) {
+        work_[i] = kMasked;  // ties with the k-th stay, as torch.topk + <
+      } else if (work_[i] != kMasked) {
+        cand_.push_back(int32_t(i));
+        cval_.push_back(work_[i]);
+      }
     }
     return;
   }
   for (size_t i = 0; i < V; ++i)
-    if (work_[i] != kMasked) cand_.push_back(int32_t(i));
+    if (work_[i] != kMasked) {
+      cand_.push_back(int32_t(i));
+      cval_.push_back(work_[i]);
+    }
 }
 
 void Sampler::select_top_p() {
@@ -116,11 +124,11 @@ void Sampler::select_top_p() {
   // Equivalently a token stays iff the mass ranked above it is < top_p: decided from the
   // top down, so only the tokens around the cut are sorted, not the whole vocabulary.
   float mx = kMasked;
-  for (int32_t id : cand_) mx = std::max(mx, work_[size_t(id)]);
+  for (float x : cval_) mx = std::max(mx, x);
   double total = 0.0;
   prob_.resize(cand_.size());
   for (size_t j = 0; j < cand_.size(); ++j) {
-    prob_[j] = std::exp(double(work_[size_t(cand_[j])]) - double(mx));
+    prob_[j] = std::exp(double(cval_[j]) - double(mx));
     total += prob_[j];
   }
   const double target = params_.top_p * total;
@@ -134,7 +142,7 @@ void Sampler::select_top_p() {
   };
   std::vector<double>& mass = bucket_mass_;
   mass.assign(kBuckets, 0.0);
-  for (size_t j = 0; j < cand_.size(); ++j) mass[size_t(bucket_of(work_[size_t(cand_[j])]))] += prob_[j];
+  for (size_t j = 0; j < cand_.size(); ++j) mass[size_t(bucket_of(cval_[j]))] += prob_[j];
   int cut = kBuckets - 1;
   double above = 0.0;  // mass of the buckets before `cut`
   for (int b = 0; b < kBuckets; ++b) {
@@ -148,9 +156,9 @@ void Sampler::select_top_p() {
   // (HF's stable ascending sort puts the lower id first, so it is removed first).
   order_.clear();
   for (size_t j = 0; j < cand_.size(); ++j)
-    if (bucket_of(work_[size_t(cand_[j])]) == cut) order_.push_back(int32_t(j));
+    if (bucket_of(cval_[j]) == cut) order_.push_back(int32_t(j));
   std::sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) {
-    const float xa = work_[size_t(cand_[size_t(a)])], xb = work_[size_t(cand_[size_t(b)])];
+    const float xa = cval_[size_t(a)], xb = cval_[size_t(b)];
     return xa > xb || (xa == xb && a > b);
   });
   std::vector<char>& keep_in_cut = keep_in_cut_;
@@ -162,11 +170,39 @@ void Sampler::select_top_p() {
   }
   size_t kept = 0;
   for (size_t j = 0; j < cand_.size(); ++j) {
-    const int b = bucket_of(work_[size_t(cand_[j])]);
-    if (b < cut || (b == cut && keep_in_cut[j])) cand_[kept++] = cand_[j];
-    else work_[size_t(cand_[j])] = kMasked;
+    const int b = bucket_of(cval_[j]);
+    if (b < cut || (b == cut && keep_in_cut[j])) {
+      cval_[kept] = cval_[j];
+      cand_[kept++] = cand_[j];
+    } else if (!work_.empty()) {
+      work_[size_t(cand_[j])] = kMasked;
+    }
   }
   cand_.resize(kept);
+  cval_.resize(kept);
+}
+
+int32_t Sampler::draw() {
+  // Inverse CDF over what is left, in id order, with a 53-bit uniform in [0, 1).
+  float mx = kMasked;
+  for (float x : cval_) mx = std::max(mx, x);
+  prob_.resize(cand_.size());
+  double sum = 0.0;
+  for (size_t j = 0; j < cand_.size(); ++j) {
+    prob_[j] = std::exp(double(cval_[j]) - double(mx));
+    sum += prob_[j];
+  }
+  const double u = double(rng_() >> 11) * 0x1.0p-53 * sum;
+  double cum = 0.0;
+  for (size_t j = 0; j < cand_.size(); ++j) {
+    cum += prob_[j];
+    if (u < cum) return cand_[j];
+  }
+  // Rounding left u past the last mass: the most likely (lowest id among equals).
+  size_t best = 0;
+  for (size_t j = 1; j < cand_.size(); ++j)
+    if (cval_[j] > cval_[best]) best = j;
+  return cand_.empty() ? 0 : cand_[best];
 }
 
 void Sampler::fill_logprobs(SampleResult& out) const {
@@ -204,28 +240,86 @@ SampleResult Sampler::sample(std::span<const float> logits, std::span<const int3
   } else {
     select_top_k();
     select_top_p();
-    // Inverse CDF over what is left, in id order, with a 53-bit uniform in [0, 1).
-    float mx = kMasked;
-    for (int32_t id : cand_) mx = std::max(mx, work_[size_t(id)]);
-    prob_.resize(cand_.size());
-    double sum = 0.0;
-    for (size_t j = 0; j < cand_.size(); ++j) {
-      prob_[j] = std::exp(double(work_[size_t(cand_[j])]) - double(mx));
-      sum += prob_[j];
-    }
-    const double u = double(rng_() >> 11) * 0x1.0p-53 * sum;
-    double cum = 0.0;
-    out.token = -1;
-    for (size_t j = 0; j < cand_.size(); ++j) {
-      cum += prob_[j];
-      if (u < cum) {
-        out.token = cand_[j];
-        break;
-      }
-    }
-    if (out.token < 0) out.token = argmax(work_);  // rounding left u past the last mass
+    out.token = draw();
   }
   if (params_.logprobs >= 0) fill_logprobs(out);
+  return out;
+}
+
+CandidateRequest Sampler::candidate_request(std::span<const int32_t> context,
+                                           std::span<const int32_t> generated,
+                                           std::vector<LogitPenalty>& storage) const {
+  CandidateRequest req;
+  const bool greedy = params_.temperature < kGreedyTemperature;
+  const int64_t want_logprobs = std::max<int64_t>(params_.logprobs, 0);
+  const int64_t k = std::max<int64_t>(greedy ? 1 : params_.top_k, want_logprobs);
+  if ((!greedy && params_.top_k <= 0) || k > kMaxCandidates) return req;  // whole row
+  req.k = int32_t(k);
+  req.temperature = greedy ? 1.f : float(params_.temperature);
+  req.repetition_penalty = float(params_.repetition_penalty);
+  storage.clear();
+  if (params_.repetition_penalty != 1.0) {
+    for (int32_t id : context) storage.push_back(LogitPenalty{id, 1, 0.f});
+    std::sort(storage.begin(), storage.end(),
+              [](const LogitPenalty& a, const LogitPenalty& b) { return a.id < b.id; });
+    storage.erase(std::unique(storage.begin(), storage.end(),
+                              [](const LogitPenalty& a, const LogitPenalty& b) { return a.id == b.id; }),
+                  storage.end());
+  }
+  if (params_.presence_penalty != 0.0 || params_.frequency_penalty != 0.0) {
+    std::vector<int32_t> ids(generated.begin(), generated.end());
+    std::sort(ids.begin(), ids.end());
+    const size_t with_repeat = storage.size();
+    for (size_t i = 0; i < ids.size();) {
+      size_t j = i;
+      while (j < ids.size() && ids[j] == ids[i]) ++j;
+      const float delta = float(params_.frequency_penalty * double(j - i) + params_.presence_penalty);
+      auto it = std::lower_bound(storage.begin(), storage.begin() + long(with_repeat), ids[i],
+                                 [](const LogitPenalty& e, int32_t id) { return e.id < id; });
+      if (it != storage.begin() + long(with_repeat) && it->id == ids[i]) it->delta = delta;
+      else storage.push_back(LogitPenalty{ids[i], 0, delta});
+      i = j;
+    }
+  }
+  req.penalties = storage;
+  return req;
+}
+
+SampleResult Sampler::sample_candidates(const RowCandidates& c) {
+  SampleResult out;
+  work_.clear();  // no full row this time (last_processed() is empty)
+  if (c.ids.empty()) return out;
+  const bool greedy = params_.temperature < kGreedyTemperature;
+  if (greedy) {
+    out.token = c.ids[0];
+  } else {
+    // Top-k: every candidate >= the k-th (the reduction may hold more, for logprobs).
+    size_t n = c.ids.size();
+    if (params_.top_k > 0 && size_t(params_.top_k) < n) {
+      const float kth = c.values[size_t(params_.top_k) - 1];
+      n = size_t(params_.top_k);
+      while (n < c.ids.size() && c.values[n] >= kth) ++n;
+    }
+    order_.resize(n);
+    std::iota(order_.begin(), order_.end(), 0);
+    std::sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) { return c.ids[size_t(a)] < c.ids[size_t(b)]; });
+    cand_.resize(n);
+    cval_.resize(n);
+    for (size_t j = 0; j < n; ++j) {
+      cand_[j] = c.ids[size_t(order_[j])];
+      cval_[j] = c.values[size_t(order_[j])];
+    }
+    select_top_p();
+    out.token = draw();
+  }
+  if (params_.logprobs >= 0) {
+    for (size_t j = 0; j < c.ids.size(); ++j)
+      if (c.ids[j] == out.token) out.logprob = float(double(c.values[j]) - c.logsumexp);
+    out.top.clear();
+    const size_t n = std::min(size_t(params_.logprobs), c.ids.size());
+    for (size_t j = 0; j < n; ++j)
+      out.top.push_back(TokenLogprob{c.ids[j], float(double(c.values[j]) - c.logsumexp)});
+  }
   return out;
 }
 

@@ -18,6 +18,7 @@
 
 #include "core/model_config.h"
 #include "core/status.h"
+#include "engine/candidates.h"
 
 namespace qw {
 
@@ -61,6 +62,16 @@ class Sampler {
   SampleResult sample(std::span<const float> logits, std::span<const int32_t> context,
                       std::span<const int32_t> generated);
 
+  // What a backend must reduce this sequence's next row to (engine/candidates.h), or k 0
+  // when these parameters need the whole row (top-k off or above kMaxCandidates while
+  // sampling). `storage` backs the returned penalties.
+  CandidateRequest candidate_request(std::span<const int32_t> context,
+                                     std::span<const int32_t> generated,
+                                     std::vector<LogitPenalty>& storage) const;
+  // The token sample() would draw from the full row, from its complete reduction (the
+  // random stream advances the same way).
+  SampleResult sample_candidates(const RowCandidates& c);
+
   // The processed logits (steps 1-6, -inf where masked) of the last sample() call;
   // exposed for tests.
   const std::vector<float>& last_processed() const { return work_; }
@@ -68,7 +79,9 @@ class Sampler {
  private:
   void apply_penalties(std::span<const int32_t> context, std::span<const int32_t> generated);
   void select_top_k();
+  // On cand_ / cval_ (ascending ids): drops the top-p tail; returns how many stayed.
   void select_top_p();
+  int32_t draw();
   void fill_logprobs(SampleResult& out) const;
 
   SamplingParams params_;
@@ -76,6 +89,7 @@ class Sampler {
   std::vector<float> work_;
   std::vector<float> logprob_base_;  // logits after steps 1-4, for logprobs
   std::vector<int32_t> cand_;   // ids still in play after top-k / top-p, ascending
+  std::vector<float> cval_;     // their processed logits
   std::vector<double> prob_;    // unnormalised probabilities of cand_
   std::vector<float> heap_;     // top-k selection
   std::vector<int32_t> order_;  // top-p: the bucket around the cut

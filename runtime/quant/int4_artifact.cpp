@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "artifact/tensor_names.h"
 #include "quant/int4_layout.h"
 
 namespace qw::quant {
@@ -83,6 +84,34 @@ Expected<Int4Matrix> int4_matrix(const Artifact& a, std::string_view name, int t
   }
   QW_RETURN_IF_ERROR(finalize_int4_matrix(m));
   return m;
+}
+
+}  // namespace qw::quant
+
+namespace qw::quant {
+
+Expected<std::optional<Int4KernelConstants>> int4_kernel_constants(const Artifact& a) {
+  const std::string first = names::layer(0, names::kQkvWeight);
+  if (a.config().num_hidden_layers <= 0 || !is_quantized(a, first, 0)) return std::nullopt;
+  Int4KernelConstants k;
+  int* const fields[] = {&k.group_qkv, &k.group_o, &k.group_gate_up, &k.group_down};
+  const char* const suffixes[] = {names::kQkvWeight, names::kOProj, names::kGateUp, names::kDown};
+  for (int64_t l = 0; l < a.config().num_hidden_layers; ++l)
+    for (int i = 0; i < 4; ++i) {
+      const std::string name = names::layer(l, suffixes[i]);
+      const fb::Tensor* t = find_fb_tensor(a, name, 0);
+      if (!t || !t->quant())
+        return Status::Error("tensor " + name + ": INT4 artifact has this weight unquantized or missing");
+      const int g = int(t->quant()->group_size());
+      if (l == 0) {
+        *fields[i] = g;
+      } else if (*fields[i] != g) {
+        return Status::Error("tensor " + name + ": quant.group_size " + std::to_string(g) +
+                             " differs from layer 0's " + std::to_string(*fields[i]) +
+                             " (the GPU kernels are compiled for one group size per weight kind)");
+      }
+    }
+  return k;
 }
 
 }  // namespace qw::quant

@@ -85,6 +85,11 @@ std::string ServerMetrics::render(const EngineStats& e, const std::string& model
   gauge("qwrun:prefix_cache_hit_rate", "prefix_cache_hits_total / prefix_cache_queries_total.",
         e.prefix_query_tokens ? double(e.prefix_hit_tokens) / double(e.prefix_query_tokens) : 0.0);
   counter("qwrun:engine_steps_total", "Engine steps run.", double(e.steps));
+  counter("qwrun:sampled_rows_total", "Logits rows sampled.", double(e.rows_sampled));
+  counter("qwrun:sampled_rows_reduced_total",
+          "Logits rows sampled from candidates the backend reduced them to (sampling on the "
+          "device) instead of whole vocabulary rows.",
+          double(e.rows_sampled_reduced));
   gauge("qwrun:startup_seconds", "Process start to ready.", startup_seconds.load());
   {
     std::lock_guard<std::mutex> lock(mu_);

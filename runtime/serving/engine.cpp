@@ -200,38 +200,60 @@ void Engine::run_step() {
     in.want_logits = c.seq->cached + c.n == int64_t(c.seq->tokens.size());
     inputs.push_back(in);
   }
-  Expected<std::span<const float>> step_logits = model_.step_view(inputs);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++stats_.steps;
-  }
-  if (!step_logits.ok()) {
-    for (const auto& c : plan.chunks) finish(c.seq, "error", step_logits.status().message());
-    return;
-  }
-  const std::span<const float> all_logits = *step_logits;
-  const size_t V = size_t(model_.config().vocab_size);
-  // Rows of logits per chunk; unconstrained sequences are sampled in parallel (each owns
-  // its Sampler), then tokens are emitted on this thread in plan order.
+  // Rows of logits per chunk, and what each row may be reduced to before it crosses to
+  // the host (sampling on the device; grammar rows need the whole row for their mask).
   std::vector<int64_t> row_of(plan.chunks.size(), -1);
-  std::vector<size_t> free_text;
-  int64_t row = 0;
-  for (size_t i = 0; i < plan.chunks.size(); ++i) {
-    plan.chunks[i].seq->cached += plan.chunks[i].n;
-    if (!inputs[i].want_logits) continue;
-    row_of[i] = row++;
-    if (!plan.chunks[i].seq->matcher) free_text.push_back(i);
-  }
+  std::vector<size_t> with_row;
+  int64_t nrows = 0;
+  for (size_t i = 0; i < plan.chunks.size(); ++i)
+    if (inputs[i].want_logits) {
+      row_of[i] = nrows++;
+      with_row.push_back(i);
+    }
   auto generated_of = [](const Sequence* s) {
     return std::span<const int32_t>(s->tokens.data() + s->prompt_len(), size_t(s->generated()));
   };
+  requests_.assign(size_t(nrows), CandidateRequest{});
+  sampling_pool_.parallel_for(int64_t(with_row.size()), 8, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) {
+      Sequence* s = plan.chunks[with_row[size_t(j)]].seq;
+      if (!s->matcher)
+        requests_[size_t(j)] = s->sampler.candidate_request(s->tokens, generated_of(s), s->penalties);
+    }
+  });
+  const Status stepped = model_.step_reduced(inputs, requests_, step_rows_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.steps;
+    if (stepped.ok()) {
+      stats_.rows_sampled += uint64_t(nrows);
+      for (int64_t r : step_rows_.row_index) stats_.rows_sampled_reduced += r < 0;
+    }
+  }
+  if (!stepped.ok()) {
+    for (const auto& c : plan.chunks) finish(c.seq, "error", stepped.message());
+    return;
+  }
+  const size_t V = size_t(model_.config().vocab_size);
+  auto row_logits = [&](int64_t row) {
+    return step_rows_.rows.subspan(size_t(step_rows_.row_index[size_t(row)]) * V, V);
+  };
+  // Unconstrained sequences are sampled in parallel (each owns its Sampler), then tokens
+  // are emitted on this thread in plan order.
+  std::vector<size_t> free_text;
+  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+    plan.chunks[i].seq->cached += plan.chunks[i].n;
+    if (row_of[i] >= 0 && !plan.chunks[i].seq->matcher) free_text.push_back(i);
+  }
   sampled_.resize(plan.chunks.size());
   sampling_pool_.parallel_for(int64_t(free_text.size()), 1, [&](int64_t b, int64_t e) {
     for (int64_t j = b; j < e; ++j) {
       const size_t i = free_text[size_t(j)];
       Sequence* s = plan.chunks[i].seq;
-      const std::span<const float> logits = all_logits.subspan(size_t(row_of[i]) * V, V);
-      sampled_[i] = s->sampler.sample(logits, s->tokens, generated_of(s));
+      const size_t row = size_t(row_of[i]);
+      sampled_[i] = step_rows_.row_index[row] < 0
+                        ? s->sampler.sample_candidates(step_rows_.candidates[row])
+                        : s->sampler.sample(row_logits(int64_t(row)), s->tokens, generated_of(s));
     }
   });
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
@@ -241,7 +263,7 @@ void Engine::run_step() {
       emit_token(s, sampled_[i]);
       continue;
     }
-    const std::span<const float> logits = all_logits.subspan(size_t(row_of[i]) * V, V);
+    const std::span<const float> logits = row_logits(row_of[i]);
     const std::span<const int32_t> generated = generated_of(s);
     const int64_t remaining =
         std::min(s->params.max_new_tokens - s->generated(),

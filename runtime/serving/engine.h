@@ -39,6 +39,8 @@ struct EngineStats {
   uint64_t preemptions = 0;
   uint64_t prefix_query_tokens = 0;  // prompt tokens looked up in the prefix cache
   uint64_t prefix_hit_tokens = 0;    // of those, tokens whose KV was reused (not recomputed)
+  uint64_t rows_sampled = 0;          // logits rows sampled
+  uint64_t rows_sampled_reduced = 0;  // of those, from candidates reduced by the backend
 };
 
 // Observers for metrics (called on the engine thread).
@@ -93,6 +95,8 @@ class Engine {
   bool stop_ = false;
   EngineStats stats_;
   std::vector<float> masked_;  // one row of grammar-masked logits
+  std::vector<CandidateRequest> requests_;  // per logits row of the step
+  StepRows step_rows_;
   ThreadPool sampling_pool_;
   std::vector<SampleResult> sampled_;  // per chunk of the step, unconstrained sequences
   std::thread thread_;

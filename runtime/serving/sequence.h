@@ -59,6 +59,7 @@ struct Sequence {
   RequestParams params;
   RequestSink sink;
   Sampler sampler;
+  std::vector<LogitPenalty> penalties;  // backs this step's CandidateRequest
   StreamDecoder decoder;
   StopMatcher stops;
   std::optional<GrammarMatcher> matcher;  // where the output is constrained

@@ -251,3 +251,95 @@ TEST_CASE("fast top-k / top-p selection equals the textbook warpers on random ro
     CHECK(same_token == draws);
   }
 }
+
+TEST_CASE("sampling from a row's candidates draws what sampling from the row draws") {
+  // Random rows with many ties (values on a coarse grid), random penalties, temperatures,
+  // top-k / top-p and logprobs: a Sampler fed reduce_row_to_candidates() and one fed the
+  // full row, same seed, must draw the same tokens with the same logprobs, step after step.
+  std::mt19937 rng(11);
+  int compared = 0, overflowed = 0, whole_row = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    const int V = 50 + int(rng() % 3000);
+    SamplingParams p;
+    const int kind = int(rng() % 4);
+    p.temperature = kind == 0 ? 0.0 : 0.2 + 1.5 * double(rng() % 100) / 100.0;
+    p.top_k = kind == 3 ? 0 : int64_t(1 + rng() % 80);
+    p.top_p = rng() % 2 ? 1.0 : 0.3 + 0.7 * double(rng() % 100) / 100.0;
+    p.repetition_penalty = rng() % 2 ? 1.0 : 0.8 + 0.5 * double(rng() % 100) / 100.0;
+    p.presence_penalty = rng() % 3 == 0 ? 0.5 : 0.0;
+    p.frequency_penalty = rng() % 3 == 0 ? 0.25 : 0.0;
+    p.logprobs = int(rng() % 4) - 1 + (rng() % 5 == 0 ? 70 : 0);
+    p.seed = rng();
+    Sampler full(p), reduced(p);
+    std::vector<int32_t> context;
+    for (int i = 0; i < int(rng() % 40); ++i) context.push_back(int32_t(rng() % uint32_t(V)));
+    const size_t prompt_len = context.size();
+    std::vector<float> row(static_cast<size_t>(V));
+    std::vector<LogitPenalty> storage;
+    RowCandidates cands;
+    for (int step = 0; step < 6; ++step) {
+      const float grid = rng() % 2 ? 0.25f : 1e-3f;
+      for (float& x : row) x = grid * float(int(rng() % 41) - 20);
+      const std::span<const int32_t> generated(context.data() + prompt_len, context.size() - prompt_len);
+      const CandidateRequest req = reduced.candidate_request(context, generated, storage);
+      const SampleResult a = full.sample(row, context, generated);
+      if (req.k == 0) {
+        ++whole_row;
+        CHECK((p.top_k <= 0 || p.top_k > kMaxCandidates || p.logprobs > kMaxCandidates));
+        break;  // the streams would diverge: the engine samples this row whole
+      }
+      reduce_row_to_candidates(row, req, cands);
+      if (!cands.complete) {
+        ++overflowed;
+        break;
+      }
+      const SampleResult b = reduced.sample_candidates(cands);
+      REQUIRE_MESSAGE(a.token == b.token, "trial " << trial << " step " << step);
+      if (p.logprobs >= 0) {
+        CHECK(a.logprob == b.logprob);
+        REQUIRE(a.top.size() == b.top.size());
+        for (size_t i = 0; i < a.top.size(); ++i) {
+          CHECK(a.top[i].id == b.top[i].id);
+          CHECK(a.top[i].logprob == b.top[i].logprob);
+        }
+      }
+      ++compared;
+      context.push_back(a.token);
+    }
+  }
+  MESSAGE(compared << " draws compared, " << overflowed << " rows with overflowing ties, "
+                   << whole_row << " whole-row requests");
+  CHECK(compared > 400);
+  CHECK(overflowed > 0);  // the coarse grid makes some k-th values tie past kMaxCandidates
+  CHECK(whole_row > 0);
+}
+
+TEST_CASE("candidate requests: k, temperature and merged penalties") {
+  SamplingParams p;
+  p.temperature = 0.7;
+  p.top_k = 20;
+  p.repetition_penalty = 1.05;
+  p.presence_penalty = 0.5;
+  p.frequency_penalty = 0.25;
+  Sampler s(p);
+  std::vector<LogitPenalty> storage;
+  const std::vector<int32_t> ctx = {5, 3, 5, 9, 3, 3};  // generated: {9, 3, 3}
+  const auto req = s.candidate_request(ctx, std::span<const int32_t>(ctx).subspan(3), storage);
+  CHECK(req.k == 20);
+  CHECK(req.temperature == 0.7f);
+  REQUIRE(req.penalties.size() == 3);
+  CHECK(req.penalties[0].id == 3);
+  CHECK(req.penalties[0].delta == doctest::Approx(1.0));  // 0.25 * 2 + 0.5
+  CHECK(req.penalties[1].id == 5);
+  CHECK(req.penalties[1].delta == 0.f);
+  CHECK(req.penalties[2].id == 9);
+  CHECK(req.penalties[2].delta == doctest::Approx(0.75));
+  for (const auto& e : req.penalties) CHECK(e.repeat == 1);
+  SamplingParams g;
+  g.temperature = 0;
+  g.logprobs = 5;
+  CHECK(Sampler(g).candidate_request(ctx, {}, storage).k == 5);
+  CHECK(Sampler(g).candidate_request(ctx, {}, storage).temperature == 1.f);
+  SamplingParams open;  // temperature 1, no top-k: needs the whole row
+  CHECK(Sampler(open).candidate_request(ctx, {}, storage).k == 0);
+}

@@ -28,11 +28,13 @@ inline const std::string& tiny_artifact() {
 }
 
 struct TestServer {
-  explicit TestServer(ServerOptions so = {}, EngineOptions eo = {}, bool prefix_caching = true) {
+  explicit TestServer(ServerOptions so = {}, EngineOptions eo = {}, bool prefix_caching = true,
+                      bool reduce_rows = false) {
     LoadOptions lo;
     lo.device = "cpu";
     lo.threads = 2;
     lo.prefix_caching = prefix_caching;
+    lo.reduce_rows_on_host = reduce_rows;
     auto m = load_model(tiny_artifact(), lo);
     if (!m.ok()) throw std::runtime_error(m.status().message());
     model = std::move(*m);

@@ -307,6 +307,54 @@ TEST_CASE("prefix caching: a shared system prompt is reused, and answers do not 
   CHECK(on.metric("qwrun:kv_cache_blocks_cached") > 0);
 }
 
+TEST_CASE("rows reduced to candidates (sampling on the device) answer as whole rows do") {
+  // The engine asks the backend for candidates instead of rows; the CPU backend can reduce
+  // on the host like the GPU does on the device. Same requests, same seeds: same answers,
+  // same logprobs, for greedy, Qwen's sampling defaults, penalties, and rows that cannot
+  // be reduced (no top-k) mixed into the same steps.
+  const std::vector<json> params = {
+      {{"temperature", 0}},
+      {{"temperature", 0}, {"logprobs", 3}, {"repetition_penalty", 1.3}},
+      {{"temperature", 0.7}, {"top_k", 20}, {"top_p", 0.8}, {"repetition_penalty", 1.05}},
+      {{"temperature", 1.0}, {"top_k", 5}, {"presence_penalty", 0.8}, {"frequency_penalty", 0.4},
+       {"logprobs", 5}},
+      {{"temperature", 0.9}, {"top_k", 0}, {"top_p", 0.95}},  // needs the whole row
+  };
+  auto answers = [&](testing::TestServer& s) {
+    std::vector<json> out(params.size());
+    std::vector<std::thread> ts;
+    for (size_t i = 0; i < params.size(); ++i)
+      ts.emplace_back([&, i] {
+        auto c = s.client();
+        json b = params[i];
+        b["prompt"] = "Tell me about the ports of the North Sea";
+        b["max_tokens"] = 24;
+        b["n"] = 2;
+        b["seed"] = 40 + int(i);
+        b["ignore_eos"] = true;
+        out[i] = post_json(c, "/v1/completions", b, 200)["choices"];
+      });
+    for (auto& t : ts) t.join();
+    return out;
+  };
+  testing::TestServer whole;
+  const auto want = answers(whole);
+  testing::TestServer reduced({}, {}, true, true);
+  const auto got = answers(reduced);
+  CHECK(whole.metric("qwrun:sampled_rows_reduced_total") == 0);
+  // 4 of the 5 parameter sets reduce: 2 choices x 24 tokens each.
+  CHECK(reduced.metric("qwrun:sampled_rows_reduced_total") >= 4 * 2 * 24);
+  CHECK(reduced.metric("qwrun:sampled_rows_total") == 5 * 2 * 24);
+  for (size_t i = 0; i < params.size(); ++i) {
+    INFO(params[i].dump());
+    REQUIRE(got[i].size() == 2);
+    for (size_t c = 0; c < 2; ++c) {
+      CHECK(got[i][c]["text"] == want[i][c]["text"]);
+      CHECK(got[i][c]["logprobs"] == want[i][c]["logprobs"]);
+    }
+  }
+}
+
 TEST_CASE("a full queue answers 429 with Retry-After") {
   EngineOptions eo;
   eo.max_waiting = 1;
