@@ -45,6 +45,7 @@ Expected<std::unique_ptr<LoadedModel>> load_model(const std::string& path, const
     gpu::GpuExecutorOptions go;
     go.kv_cache_gb = o.kv_cache_gb;
     go.prefix_caching = o.prefix_caching;
+    go.device_sampling = o.device_sampling;
     if (art_tp > 1) {
       QW_ASSIGN_OR_RETURN(auto exec, gpu::TpGpuExecutor::create(m->artifact, go));
       m->executor = std::move(exec);

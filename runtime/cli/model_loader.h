@@ -18,6 +18,7 @@ struct LoadOptions {
   bool prefix_caching = true;   // reuse KV blocks of earlier prompts with the same prefix
   int tp = 0;                   // GPUs for tensor parallelism (0: the artifact's degree)
   bool reduce_rows_on_host = false;  // CPU: sample from host-reduced candidates (tests)
+  bool device_sampling = true;       // GPU: reduce logits rows to candidates on the device
 };
 
 struct LoadedModel {

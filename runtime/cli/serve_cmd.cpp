@@ -43,6 +43,9 @@ Runner add_serve_command(CLI::App& app) {
   c->add_flag("!--no-prefix-caching", o->load.prefix_caching,
               "Recompute every prompt instead of reusing the KV cache of an earlier prompt's "
               "shared prefix (on by default; outputs are the same either way)");
+  c->add_flag("!--no-device-sampling", o->load.device_sampling,
+              "GPU: copy whole logits rows to the host for sampling instead of reducing them to "
+              "top-k candidates on the GPU (same tokens; for comparisons)");
   c->add_option("--max-num-batched-tokens", o->engine.scheduler.max_batch_tokens,
                 "Token budget per engine step (decode + prefill chunks)")->capture_default_str();
   c->add_option("--max-num-seqs", o->engine.scheduler.max_running,

@@ -215,6 +215,10 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   act_ = base + o_act;
   hl_ = base + o_hl;
   QW_CUDA(cudaMemcpy(inv_freq_, rope.inv_freq.data(), size_t(D / 2) * 4, cudaMemcpyHostToDevice));
+  if (opts.device_sampling && opts.tp_size == 1 && module_.get("reduce_rows_to_candidates").ok()) {
+    QW_ASSIGN_OR_RETURN(DeviceRowReducer r, DeviceRowReducer::create(module_, L, vocab_rows_));
+    reducer_.emplace(std::move(r));
+  }
 
   // Metadata buffers: tokens, positions, row_seq, logit_rows (int32 x R), slots (int64 x R),
   // flash tiles (int4 x R), block tables (int32, R x bt_stride).
@@ -568,19 +572,12 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
       const StepInput& in = inputs[pieces[size_t(r)].input];
       if (in.want_logits || in.all_logits) wanted.push_back(r);
     }
-    if (!wanted.empty()) {
+    if (!wanted.empty() && allow_view && !reduce_out_ && Vr == V && wanted.size() == size_t(rows)) {
       QW_CUDA(cudaMemcpyAsync(logits_host_.get(), logits_, size_t(rows) * Vr * 4, cudaMemcpyDeviceToHost, s));
       QW_CUDA(cudaStreamSynchronize(s));
-      if (allow_view && Vr == V && wanted.size() == size_t(rows)) {
-        view_rows_ = size_t(rows);
-        wanted.clear();  // the rows stay where they are, in order
-      }
-      for (int r : wanted) {
-        const float* src = logits_host_.as<float>() + size_t(r) * Vr;
-        logits.insert(logits.end(), src, src + V);
-      }
+      view_rows_ = size_t(rows);  // the rows stay where they are, in order
     } else {
-      QW_CUDA(cudaStreamSynchronize(s));
+      QW_RETURN_IF_ERROR(emit_logits(wanted, logits));
     }
   } else {
     QW_RETURN_IF_ERROR(forward(rows, attention_splits(rows), flash ? ntiles : 0));
@@ -588,18 +585,89 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
     for (int first = 0; first < nlog; first += L) {
       const int n = std::min(L, nlog - first);
       QW_RETURN_IF_ERROR(lm_head(first, n));
-      QW_CUDA(cudaMemcpyAsync(logits_host_.get(), logits_, size_t(n) * Vr * 4, cudaMemcpyDeviceToHost, s));
-      QW_CUDA(cudaStreamSynchronize(s));
-      for (int r = 0; r < n; ++r) {
-        const float* src = logits_host_.as<float>() + size_t(r) * Vr;
-        logits.insert(logits.end(), src, src + V);
-      }
+      std::vector<int> group(static_cast<size_t>(n));
+      for (int r = 0; r < n; ++r) group[size_t(r)] = r;
+      QW_RETURN_IF_ERROR(emit_logits(group, logits));
     }
     QW_CUDA(cudaStreamSynchronize(s));
   }
   QW_CUDA(cudaGetLastError());
   for (const Piece& pc : pieces)
     kv_blocks_->commit(inputs[pc.input].seq, inputs[pc.input].tokens.subspan(size_t(pc.begin), size_t(pc.len)));
+  return Status::Ok();
+}
+
+Status GpuExecutor::emit_logits(std::span<const int> device_rows, std::vector<float>& logits) {
+  cudaStream_t s = stream_.get();
+  const size_t V = size_t(logit_columns()), Vr = size_t(vocab_rows_);
+  // Rows to copy whole: all of them, or in a step_reduced() those without a request and
+  // those whose ties overflowed the candidates.
+  std::vector<int> whole;
+  if (reduce_out_) {
+    reduce_rows_.clear();
+    reduce_reqs_.clear();
+    reduce_dst_.clear();
+    for (size_t j = 0; j < device_rows.size(); ++j) {
+      const size_t g = reduce_next_ + j;
+      if (g >= reduce_requests_.size())
+        return Errorf("step_reduced: more logits rows than the %zu requests", reduce_requests_.size());
+      reduce_out_->candidates[g].complete = false;
+      if (reduce_requests_[g].k > 0) {
+        reduce_rows_.push_back(device_rows[j]);
+        reduce_reqs_.push_back(reduce_requests_[g]);
+        reduce_dst_.push_back(&reduce_out_->candidates[g]);
+      }
+    }
+    QW_RETURN_IF_ERROR(reducer_->reduce(s, logits_, int64_t(V), reduce_rows_, reduce_reqs_, reduce_dst_));
+    for (size_t j = 0; j < device_rows.size(); ++j) {
+      const size_t g = reduce_next_ + j;
+      if (reduce_out_->candidates[g].complete) {
+        reduce_out_->row_index[g] = -1;
+      } else {
+        reduce_out_->row_index[g] = int64_t(logits.size() / V + whole.size());
+        whole.push_back(device_rows[j]);
+      }
+    }
+    reduce_next_ += device_rows.size();
+  } else {
+    whole.assign(device_rows.begin(), device_rows.end());
+  }
+  if (whole.empty()) return Status::Ok();
+  bool contiguous = true;
+  for (size_t j = 0; j < whole.size(); ++j) contiguous = contiguous && whole[j] == whole[0] + int(j);
+  if (contiguous) {
+    QW_CUDA(cudaMemcpyAsync(logits_host_.get(), logits_ + size_t(whole[0]) * Vr, whole.size() * Vr * 4,
+                            cudaMemcpyDeviceToHost, s));
+  } else {
+    for (size_t j = 0; j < whole.size(); ++j)
+      QW_CUDA(cudaMemcpyAsync(logits_host_.as<float>() + j * Vr, logits_ + size_t(whole[j]) * Vr, Vr * 4,
+                              cudaMemcpyDeviceToHost, s));
+  }
+  QW_CUDA(cudaStreamSynchronize(s));
+  for (size_t j = 0; j < whole.size(); ++j) {
+    const float* src = logits_host_.as<float>() + j * Vr;
+    logits.insert(logits.end(), src, src + V);
+  }
+  return Status::Ok();
+}
+
+Status GpuExecutor::step_reduced(std::span<const StepInput> inputs,
+                                 std::span<const CandidateRequest> requests, StepRows& out) {
+  bool any = false, all_logits = false;
+  for (const CandidateRequest& r : requests) any = any || r.k > 0;
+  for (const StepInput& in : inputs) all_logits = all_logits || in.all_logits;
+  if (!reducer_ || !any || all_logits) return ModelExecutor::step_reduced(inputs, requests, out);
+  out.candidates.resize(requests.size());
+  out.row_index.assign(requests.size(), -1);
+  reduce_requests_ = requests;
+  reduce_out_ = &out;
+  reduce_next_ = 0;
+  const Status st = run_step(inputs, whole_rows_, false);
+  reduce_out_ = nullptr;
+  QW_RETURN_IF_ERROR(st);
+  if (reduce_next_ != requests.size())
+    return Errorf("step_reduced: %zu candidate requests for %zu logits rows", requests.size(), reduce_next_);
+  out.rows = whole_rows_;
   return Status::Ok();
 }
 

@@ -8,6 +8,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -19,6 +20,7 @@
 #include "gpu/cuda_util.h"
 #include "gpu/kernel_module.h"
 #include "gpu/nccl_api.h"
+#include "gpu/row_reducer.h"
 #include "gpu/weight_loader.h"
 
 namespace qw::gpu {
@@ -40,6 +42,9 @@ struct GpuExecutorOptions {
   bool pdl = false;
   bool flash_attention = true;        // tensor-core attention for passes with prompt chunks
   bool prefix_caching = true;         // reuse the KV of full blocks of earlier prompts
+  // step_reduced(): penalties, temperature and top-k on the GPU, candidates to the host
+  // (the tokens are the same either way; off: whole rows, for comparisons).
+  bool device_sampling = true;
   // Tensor parallelism (TpGpuExecutor sets these): this executor is rank `tp_rank` of
   // `tp_size`, on its own GPU, summing its row-parallel partials over `nccl_comm`.
   int tp_rank = 0;
@@ -79,6 +84,11 @@ class GpuExecutor final : public ModelExecutor {
   // A decode step replayed from a graph leaves its logits in pinned memory: the view points
   // there instead of copying them (other steps copy as step() does).
   Expected<std::span<const float>> step_view(std::span<const StepInput> inputs) override;
+  // Rows with a request are reduced to candidates on the GPU (DeviceRowReducer); only they
+  // and the rows that cannot be reduced cross to the host.
+  Status step_reduced(std::span<const StepInput> inputs, std::span<const CandidateRequest> requests,
+                      StepRows& out) override;
+  bool reduces_on_device() const { return reducer_.has_value(); }
   int64_t attach_prefix(SeqId seq, std::span<const int32_t> tokens) override;
   void release(SeqId seq) override;
   bool can_append(SeqId seq, int64_t n) const override;
@@ -120,6 +130,9 @@ class GpuExecutor final : public ModelExecutor {
   Status run_kernel(cudaKernel_t k, dim3 grid, dim3 block, Args... args) {
     return launch_pdl(pdl_now_, k, grid, block, 0, stream_.get(), args...);
   }
+  // The logits rows device_rows (rows of logits_) of this pass, in step order: appended to
+  // `logits`, or in a step_reduced() reduced where requested.
+  Status emit_logits(std::span<const int> device_rows, std::vector<float>& logits);
   Status gemm(const void* a, const void* w, float* c, int rows, int n, int k, bool accumulate);
   Status lm_head(int first_row, int rows);
   // Row-parallel output of a TP rank: before, ranks other than 0 clear the residual stream
@@ -184,6 +197,15 @@ class GpuExecutor final : public ModelExecutor {
   int64_t max_context_ = 0;
 
   std::map<int, cudaGraphExec_t> graphs_;  // decode bucket -> graph
+  // Sampling on the device: absent when the artifact's kernels predate it.
+  std::optional<DeviceRowReducer> reducer_;
+  std::span<const CandidateRequest> reduce_requests_;  // during a step_reduced()
+  StepRows* reduce_out_ = nullptr;
+  size_t reduce_next_ = 0;  // logits rows of this step emitted so far
+  std::vector<int> reduce_rows_;
+  std::vector<CandidateRequest> reduce_reqs_;
+  std::vector<RowCandidates*> reduce_dst_;
+  std::vector<float> whole_rows_;
   size_t view_rows_ = 0;  // rows the last step left in logits_host_ (0: copied out)
 };
 

@@ -1,0 +1,165 @@
+// Sampling on the device: a logits row reduced to the candidates the host sampler can still
+// pick (runtime/engine/candidates.h; reduce_row_to_candidates is the reference these
+// kernels must match bit for bit in ids and values).
+//
+// One block of QW_REDUCE_THREADS per row. The processed row (penalties, temperature) goes
+// to a scratch row; a 4-pass radix select (8 bits a pass) over order-preserving integer
+// keys finds the k-th largest value exactly, without sorting 152K values; every value >=
+// it is collected (ties included, up to QW_MAX_CANDIDATES, else the row is marked for the
+// host), ranked best first, and the row's log-sum-exp is reduced alongside.
+
+#define QW_REDUCE_THREADS 1024
+#define QW_MAX_CANDIDATES 64
+
+// Host layouts (runtime/gpu/row_reducer.cpp static_asserts them).
+struct QwLogitPenalty {
+  int id;
+  int repeat;
+  float delta;
+};
+struct QwReduceRow {
+  int logit_row;      // row of `logits`
+  int k;              // >= 1
+  float temperature;  // 1: no division
+  float repetition_penalty;
+  int first_penalty, num_penalties;
+};
+struct QwReduceOut {
+  int count;  // candidates written, or -1: more ties than QW_MAX_CANDIDATES
+  int pad;
+  double logsumexp;
+  int ids[QW_MAX_CANDIDATES];
+  float values[QW_MAX_CANDIDATES];
+};
+
+// Larger float -> larger key; -0 and +0 share a key, as they compare equal.
+__device__ __forceinline__ u32 qw_order_key(float x) {
+  u32 u = __float_as_uint(x);
+  if ((u << 1) == 0) u = 0;
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+extern "C" __global__ void __launch_bounds__(QW_REDUCE_THREADS)
+    reduce_rows_to_candidates(const float* __restrict__ logits, long long stride, int n,
+                              const QwReduceRow* __restrict__ rows,
+                              const QwLogitPenalty* __restrict__ penalties,
+                              float* __restrict__ scratch, QwReduceOut* __restrict__ out) {
+  const QwReduceRow a = rows[blockIdx.x];
+  const float* raw = logits + (long long)a.logit_row * stride;
+  float* v = scratch + (long long)blockIdx.x * stride;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  constexpr int kWarps = QW_REDUCE_THREADS / 32;
+
+  // 1. Processed row. Explicit _rn intrinsics: no contraction into FMAs, so every value is
+  //    rounded exactly as the host sampler rounds it.
+  for (int i = tid; i < n; i += QW_REDUCE_THREADS)
+    v[i] = a.temperature != 1.f ? __fdiv_rn(raw[i], a.temperature) : raw[i];
+  __syncthreads();
+  for (int e = tid; e < a.num_penalties; e += QW_REDUCE_THREADS) {
+    const QwLogitPenalty p = penalties[a.first_penalty + e];
+    if (p.id < 0 || p.id >= n) continue;
+    float x = raw[p.id];
+    if (p.repeat && a.repetition_penalty != 1.f)
+      x = x < 0.f ? __fmul_rn(x, a.repetition_penalty) : __fdiv_rn(x, a.repetition_penalty);
+    x = __fsub_rn(x, p.delta);
+    if (a.temperature != 1.f) x = __fdiv_rn(x, a.temperature);
+    v[p.id] = x;
+  }
+  __syncthreads();
+
+  // 2. Radix select of the k-th largest key. Per-warp histograms: the first digit (sign and
+  //    high exponent bits) puts nearly every value in a few bins, and one shared histogram
+  //    would serialise the whole block on them.
+  __shared__ int hist[kWarps][256];
+  __shared__ u32 s_prefix, s_mask;
+  __shared__ int s_remaining;
+  if (tid == 0) {
+    s_prefix = 0;
+    s_mask = 0;
+    s_remaining = a.k;
+  }
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = tid; i < kWarps * 256; i += QW_REDUCE_THREADS) (&hist[0][0])[i] = 0;
+    __syncthreads();
+    const u32 prefix = s_prefix, mask = s_mask;
+    for (int i = tid; i < n; i += QW_REDUCE_THREADS) {
+      const u32 key = qw_order_key(v[i]);
+      if ((key & mask) == prefix) atomicAdd(&hist[warp][(key >> shift) & 0xffu], 1);
+    }
+    __syncthreads();
+    if (tid < 256) {
+      int total = 0;
+      for (int w = 0; w < kWarps; ++w) total += hist[w][tid];
+      hist[0][tid] = total;
+    }
+    __syncthreads();
+    if (tid == 0) {
+      int remaining = s_remaining, d = 255;
+      for (; d > 0; --d) {
+        if (hist[0][d] >= remaining) break;
+        remaining -= hist[0][d];
+      }
+      s_remaining = remaining;
+      s_prefix = prefix | (u32(d) << shift);
+      s_mask = mask | (0xffu << shift);
+    }
+    __syncthreads();
+  }
+  const u32 kth_key = s_prefix;
+
+  // 3. Candidates (every key >= the k-th), and the row's maximum.
+  __shared__ int s_count;
+  __shared__ int c_ids[QW_MAX_CANDIDATES];
+  __shared__ float c_vals[QW_MAX_CANDIDATES];
+  __shared__ float s_red[kWarps];
+  __shared__ double s_sum[kWarps];
+  if (tid == 0) s_count = 0;
+  __syncthreads();
+  float mx = -INFINITY;
+  for (int i = tid; i < n; i += QW_REDUCE_THREADS) {
+    const float x = v[i];
+    mx = fmaxf(mx, x);
+    if (qw_order_key(x) >= kth_key) {
+      const int slot = atomicAdd(&s_count, 1);
+      if (slot < QW_MAX_CANDIDATES) {
+        c_ids[slot] = i;
+        c_vals[slot] = x;
+      }
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  if (lane == 0) s_red[warp] = mx;
+  __syncthreads();
+  mx = s_red[0];
+  for (int w = 1; w < kWarps; ++w) mx = fmaxf(mx, s_red[w]);
+
+  // 4. log-sum-exp (float terms, double across threads; logprobs need ~1e-6, not bits).
+  float part = 0.f;
+  for (int i = tid; i < n; i += QW_REDUCE_THREADS) part += __expf(v[i] - mx);
+  double dpart = part;
+  for (int o = 16; o > 0; o >>= 1) dpart += __shfl_xor_sync(0xffffffffu, dpart, o);
+  if (lane == 0) s_sum[warp] = dpart;
+  __syncthreads();
+
+  QwReduceOut* o = out + blockIdx.x;
+  const int count = s_count;
+  if (tid == 0) {
+    double sum = 0.0;
+    for (int w = 0; w < kWarps; ++w) sum += s_sum[w];
+    o->logsumexp = double(mx) + log(sum);
+    o->count = count > QW_MAX_CANDIDATES ? -1 : count;
+  }
+  // 5. Best first, lower id first among equals: each candidate's rank is the number of
+  //    candidates that beat it (the slots came in arbitrary order).
+  if (count <= QW_MAX_CANDIDATES && tid < count) {
+    const float x = c_vals[tid];
+    const int id = c_ids[tid];
+    int rank = 0;
+    for (int j = 0; j < count; ++j) {
+      const float y = c_vals[j];
+      rank += (y > x) || (y == x && c_ids[j] < id);
+    }
+    o->ids[rank] = id;
+    o->values[rank] = x;
+  }
+}
