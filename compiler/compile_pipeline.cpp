@@ -240,7 +240,10 @@ Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
   }
   KernelBundle kernels;
   if (o.kernel_builder && !o.archs.empty()) {
-    QW_ASSIGN_OR_RETURN(kernels, o.kernel_builder(config, plan, o.dtype, o.archs));
+    std::optional<Int4KernelConstants> int4_consts;
+    if (o.int4) int4_consts = int4_kernel_constants_for(config, plan, int4.config.group_size);
+    QW_ASSIGN_OR_RETURN(kernels, o.kernel_builder(config, plan, o.dtype, o.archs,
+                                                  int4_consts ? &*int4_consts : nullptr));
   }
 
   // Hash the sources while converting (the hashing threads also warm the page cache).

@@ -9,6 +9,7 @@
 #include "core/dtype.h"
 #include "core/model_config.h"
 #include "core/status.h"
+#include "quant/int4_kernel_constants.h"
 
 namespace qw {
 
@@ -27,9 +28,11 @@ struct CompileOptions {
   const std::atomic<bool>* cancel = nullptr;
   // Builds the tokenizer section from the checkpoint dir; null = no tokenizer section.
   std::function<Expected<std::vector<uint8_t>>(const std::string& dir)> tokenizer_builder;
-  // Compiles kernels for the model; null or empty archs = no kernel section.
+  // Compiles kernels for the model; null or empty archs = no kernel section. The last
+  // argument is null for FP16/BF16 artifacts and carries the INT4 kernels' constants for
+  // --dtype int4-gptq (qw::compile_kernels plugs in directly).
   std::function<Expected<KernelBundle>(const ModelConfig&, const TpPlan&, DType,
-                                       const std::vector<std::string>&)>
+                                       const std::vector<std::string>&, const Int4KernelConstants*)>
       kernel_builder;
   std::string compiler_version;
 

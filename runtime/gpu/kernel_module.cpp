@@ -10,6 +10,7 @@
 #include <iterator>
 
 #include "artifact/artifact.h"
+#include "quant/int4_artifact.h"
 
 namespace qw::gpu {
 namespace {
@@ -105,7 +106,8 @@ Expected<KernelModule> KernelModule::from_data(const void* data, KernelLoadInfo 
 
 Expected<KernelModule> KernelModule::load_images(const std::vector<KernelImageInfo>& images,
                                                  const std::vector<uint8_t>& blob, const ModelConfig& config,
-                                                 const TpPlan& plan, DType weight_dtype, int device) {
+                                                 const TpPlan& plan, DType weight_dtype, int device,
+                                                 const Int4KernelConstants* int4) {
   const double t0 = now_s();
   QW_ASSIGN_OR_RETURN(int cc, device_cc(device));
   std::string force;
@@ -146,7 +148,7 @@ Expected<KernelModule> KernelModule::load_images(const std::vector<KernelImageIn
   }
   // NVRTC at run time, cached on disk by key.
   const std::string arch = nvrtc_arch_for(cc);
-  const std::string source = kernel_source(config, plan, weight_dtype);
+  const std::string source = kernel_source(config, plan, weight_dtype, int4);
   KernelLoadInfo info;
   info.arch = arch;
   info.key = kernel_key(source, arch, "cubin");
@@ -204,12 +206,17 @@ Expected<KernelModule> KernelModule::load(const Artifact& artifact, int device) 
   if (!images.empty()) {
     QW_ASSIGN_OR_RETURN(blob, artifact.section_payload(fb::SectionKind::Kernels));
   }
-  return load_images(images, blob, artifact.config(), artifact.tp_plan(), artifact.weight_dtype(), device);
+  // INT4 artifacts: the NVRTC fallback must build the same source qwc did (with the INT4
+  // kernels and their group sizes), read back from the weights' QuantParams.
+  QW_ASSIGN_OR_RETURN(std::optional<Int4KernelConstants> int4, quant::int4_kernel_constants(artifact));
+  return load_images(images, blob, artifact.config(), artifact.tp_plan(), artifact.weight_dtype(), device,
+                     int4 ? &*int4 : nullptr);
 }
 
 Expected<KernelModule> KernelModule::compile_for_device(const ModelConfig& config, const TpPlan& plan,
-                                                        DType weight_dtype, int device) {
-  return load_images({}, {}, config, plan, weight_dtype, device);
+                                                        DType weight_dtype, int device,
+                                                        const Int4KernelConstants* int4) {
+  return load_images({}, {}, config, plan, weight_dtype, device, int4);
 }
 
 Expected<cudaKernel_t> KernelModule::get(const std::string& name) const {

@@ -47,12 +47,16 @@ class KernelModule {
   // names the cache directory (default $XDG_CACHE_HOME/qwrun/kernels or ~/.cache/...).
   static Expected<KernelModule> load(const Artifact& artifact, int device);
   // Without an artifact: compile for the device with NVRTC (cached). For tests and tools.
+  // int4: the INT4 kernels' constants (INT4 artifacts), else null.
   static Expected<KernelModule> compile_for_device(const ModelConfig& config, const TpPlan& plan,
-                                                   DType weight_dtype, int device);
-  // From given images (blob = uncompressed Kernels section).
+                                                   DType weight_dtype, int device,
+                                                   const Int4KernelConstants* int4 = nullptr);
+  // From given images (blob = uncompressed Kernels section); the NVRTC fallback compiles
+  // kernel_source(config, plan, weight_dtype, int4).
   static Expected<KernelModule> load_images(const std::vector<KernelImageInfo>& images,
                                             const std::vector<uint8_t>& blob, const ModelConfig& config,
-                                            const TpPlan& plan, DType weight_dtype, int device);
+                                            const TpPlan& plan, DType weight_dtype, int device,
+                                            const Int4KernelConstants* int4 = nullptr);
 
   Expected<cudaKernel_t> get(const std::string& name) const;
   const KernelLoadInfo& info() const { return info_; }

@@ -92,7 +92,8 @@ namespace qw::quant {
 
 Expected<std::optional<Int4KernelConstants>> int4_kernel_constants(const Artifact& a) {
   const std::string first = names::layer(0, names::kQkvWeight);
-  if (a.config().num_hidden_layers <= 0 || !is_quantized(a, first, 0)) return std::nullopt;
+  if (a.config().num_hidden_layers <= 0 || !is_quantized(a, first, 0))
+    return std::optional<Int4KernelConstants>();
   Int4KernelConstants k;
   int* const fields[] = {&k.group_qkv, &k.group_o, &k.group_gate_up, &k.group_down};
   const char* const suffixes[] = {names::kQkvWeight, names::kOProj, names::kGateUp, names::kDown};
@@ -111,7 +112,7 @@ Expected<std::optional<Int4KernelConstants>> int4_kernel_constants(const Artifac
                              " (the GPU kernels are compiled for one group size per weight kind)");
       }
     }
-  return k;
+  return std::optional<Int4KernelConstants>(k);
 }
 
 }  // namespace qw::quant

@@ -27,7 +27,7 @@ inline Int4KernelConstants int4_kernel_constants_for(const ModelConfig& c, const
   };
   Int4KernelConstants k;
   k.group_qkv = eff(c.hidden_size, c.hidden_size);
-  k.group_o = eff(p.num_heads * c.head_dim, p.q_heads_per_rank * c.head_dim);
+  k.group_o = eff(c.q_dim(), p.q_heads_per_rank * c.head_dim);
   k.group_gate_up = eff(c.hidden_size, c.hidden_size);
   k.group_down = eff(c.intermediate_size, p.intermediate_per_rank);
   return k;

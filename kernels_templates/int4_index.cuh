@@ -1,0 +1,345 @@
+// Index math of the INT4 decode GEMM (gemv_int4.cuh), shared verbatim by the kernel (NVRTC,
+// concatenated after common.cuh) and by host code: the runtime's launch planning and the CPU
+// emulation test (tests/quant/test_int4_kernel_emulation.cpp), so the test checks the
+// kernel's own arithmetic rather than a copy. Plain C++ that both g++ and NVRTC accept: no
+// includes, no typedefs shared with common.cuh, no CUDA types.
+//
+// Vocabulary (docs/int4_kernels.md):
+//   slab   16 packed input rows (one mma k16 step); KT = K / 16 slabs per matrix.
+//   tile   64 output columns; n_tiles = N_pad / 64. Tile (kt, nb) = 128 words = 512 bytes.
+//   chunk  U consecutive slabs of one tile, the unit of prefetch and of work distribution;
+//          U divides the group's slab count, so a chunk never straddles a scale group.
+//   unit   a (tile, chunk) pair, flattened tile-major: u = tile * C + chunk, C = KT / U.
+//   worker a warp of the grid; worker w owns the contiguous units [begin(w), begin(w + 1)).
+#ifndef QW4_INT4_INDEX_CUH
+#define QW4_INT4_INDEX_CUH
+
+#if defined(__CUDACC__)
+#define QW4_HD __host__ __device__ __forceinline__
+#else
+#define QW4_HD inline
+#endif
+
+// `#pragma unroll` for the device compiler only (g++ warns on unknown pragmas).
+#if defined(__CUDACC__)
+#define QW4_UNROLL _Pragma("unroll")
+#else
+#define QW4_UNROLL
+#endif
+
+#define QW4_WARPS 8                   // warps per block
+#define QW4_THREADS (QW4_WARPS * 32)  // threads per block
+
+// ---- mma.m16n8k16 fragment coordinates (PTX ISA, "Matrix Fragments for mma.m16n8k16") ----
+// g = lane / 4 (groupID), t = lane % 4 (threadID_in_group).
+// A (16x16, row-major, the activations: row = batch row m, column = k within the slab).
+// 32-bit register r (0..3) holds elements a_{2r}, a_{2r+1}; `half` selects the element.
+QW4_HD int qw4_a_row(int r, int lane) {
+  return (lane >> 2) + 8 * (r & 1);
+}
+QW4_HD int qw4_a_k(int r, int half, int lane) {
+  return 2 * (lane & 3) + half + 8 * (r >> 1);
+}
+// B (16x8, "col", the weights: row = k within the slab, column = n within the n8 block).
+// Register r (0..1) holds b_{2r}, b_{2r+1}.
+QW4_HD int qw4_b_k(int r, int half, int lane) {
+  return 2 * (lane & 3) + half + 8 * r;
+}
+QW4_HD int qw4_b_n(int lane) {
+  return lane >> 2;
+}
+// C/D (16x8 fp32): element i (0..3) of a lane.
+QW4_HD int qw4_c_row(int i, int lane) {
+  return (lane >> 2) + 8 * (i >> 1);
+}
+QW4_HD int qw4_c_n(int i, int lane) {
+  return 2 * (lane & 3) + (i & 1);
+}
+
+// ---- the packed tile (docs/int4_layout.md) ----
+// First of lane's four words of tile (kt, nb): one 16-byte load.
+QW4_HD long long qw4_tile_word(long long kt, long long nb, int lane, long long n_pad) {
+  return kt * 2 * n_pad + nb * 128 + lane * 4;
+}
+// In word j (0..3) of a lane, the B register r of n8 block h (0..1) of the 16-column sub-tile
+// j sits at nibbles shift and shift + 16: the pair (w >> shift) & 0x000f000f.
+QW4_HD int qw4_b_shift(int h, int r) {
+  return 4 * (2 * h + r);
+}
+// Tile column (0..63) of the n8 block h of sub-tile j: 16 j + 8 h + (column within the block).
+QW4_HD int qw4_tile_col(int j, int h, int n8_col) {
+  return 16 * j + 8 * h + n8_col;
+}
+// n8 block index (0..7) used for the per-lane register arrays.
+QW4_HD int qw4_blk(int j, int h) {
+  return 2 * j + h;
+}
+
+// Two fp16 values 1024 + code (exact) from a nibble pair: Marlin's magic-number trick.
+QW4_HD unsigned qw4_magic_pair(unsigned w, int shift) {
+  return ((w >> shift) & 0x000f000fu) | 0x64006400u;
+}
+// Two fp16 values 1024 + z (exact for z < 1024): subtracting it from the magic pair leaves
+// code - z exactly (both operands are integers in [1024, 2048), where fp16 spacing is 1).
+QW4_HD unsigned qw4_zero_pair(unsigned z) {
+  return 0x64006400u | z | (z << 16);
+}
+
+// ---- work distribution ----
+// Slabs per chunk: 4 keeps 4 x 16-byte loads in flight per lane (8 warps x 2 blocks per SM ->
+// 32 KiB in flight per SM, above the ~20 KiB Little's law asks of an H100 SM); the m16
+// kernel (twice the accumulators) uses 2 to stay within its registers. Must divide the
+// group's slab count (K/16 for a one-group matrix may be odd: then 1).
+QW4_HD constexpr int qw4_chunk_slabs(int group_slabs, int max_u) {
+  return (max_u >= 4 && group_slabs % 4 == 0) ? 4 : (max_u >= 2 && group_slabs % 2 == 0) ? 2 : 1;
+}
+// Workers that get work: never more than units, so every worker's range is non-empty (the
+// contributor arithmetic below relies on it).
+QW4_HD int qw4_workers(long long units, long long warps) {
+  return int(warps < units ? warps : units);
+}
+QW4_HD long long qw4_begin(long long units, int workers, int w) {
+  return units * w / workers;
+}
+// The worker whose range holds unit u: the largest w with begin(w) <= u.
+QW4_HD int qw4_worker_of(long long u, long long units, int workers) {
+  return int(((u + 1) * workers + units - 1) / units - 1);
+}
+// Partial-sum slot of worker w for tile `tile`: 0 when the tile is the worker's first, else
+// 1 (a worker's range cuts at most two tiles: its first and its last; the tiles between are
+// whole and need no partial).
+QW4_HD int qw4_slot(int w, int tile, long long units, int workers, int chunks_per_tile) {
+  return tile == int(qw4_begin(units, workers, w) / chunks_per_tile) ? 0 : 1;
+}
+// Index of (worker w, slot, batch row m, tile column c) in the partial-sum workspace.
+QW4_HD long long qw4_partial_index(int w, int slot, int m, int c, int batch) {
+  return ((long long)(2 * w + slot) * batch + m) * 64 + c;
+}
+
+// ---- fused gate|up + SwiGLU (MODE 2) ----
+// The fused matrix has 2I rows: gate [0, I), up [I, 2I). Output tile o (gate columns
+// [64o, min(64o + 64, I))) can be written once its gate tile o and the tiles holding up
+// columns [I + 64o, I + min(64o + 64, I)) are final; I need not be a multiple of 64.
+QW4_HD int qw4_swiglu_out_tiles(int inter) {
+  return (inter + 63) / 64;
+}
+// Number of distinct packed tiles output tile o waits for.
+QW4_HD int qw4_swiglu_deps(int o, int inter) {
+  const int end = (64 * o + 64 < inter ? 64 * o + 64 : inter);
+  const int p_lo = (inter + 64 * o) / 64, p_hi = (inter + end - 1) / 64;
+  return (p_hi - p_lo + 1) + ((o >= p_lo && o <= p_hi) ? 0 : 1);
+}
+// Output tiles that packed tile p feeds (distinct, at most 3); returns their number.
+QW4_HD int qw4_swiglu_dependents(int p, int inter, int* out) {
+  int n = 0;
+  if (64 * p < inter) out[n++] = p;
+  const int lo = (64 * p > inter ? 64 * p : inter),
+            hi = (64 * p + 64 < 2 * inter ? 64 * p + 64 : 2 * inter);
+  if (lo < hi)
+    for (int o = (lo - inter) / 64; o <= (hi - 1 - inter) / 64; ++o)
+      if (n == 0 || out[0] != o) out[n++] = o;
+  return n;
+}
+
+// ---- launch planning (host) ----
+// Resident blocks per SM the kernels are built for (__launch_bounds__ minimum blocks).
+QW4_HD int qw4_blocks_per_sm(int batch) {
+  return batch > 8 ? 1 : 2;
+}
+// Grid size (blocks of QW4_THREADS) for a matrix: one full wave of resident blocks, so that
+// every SM streams for the whole kernel (a partial second wave would leave most SMs idle
+// while the tail runs), reduced so each warp gets at least `min_units` chunks.
+QW4_HD int qw4_plan_grid(int n_tiles, int k, int group, int batch, int num_sms, int min_units) {
+  const int u = qw4_chunk_slabs(group / 16, batch > 8 ? 2 : 4);
+  const long long units = (long long)n_tiles * (k / 16 / u);
+  long long want = (long long)num_sms * qw4_blocks_per_sm(batch);
+  long long cap = units / ((long long)QW4_WARPS * (min_units > 0 ? min_units : 1));
+  if (cap < 1) cap = 1;
+  return int(want < cap ? want : cap);
+}
+// Workspace the caller provides per launch (reusable across launches on one stream).
+// Floats: partial sums (2 slots per warp) + for MODE 2 the final gate|up values.
+QW4_HD long long qw4_workspace_floats(int grid, int batch, int n_pad, int mode) {
+  return 2LL * grid * QW4_WARPS * batch * 64 + (mode == 2 ? (long long)batch * n_pad : 0);
+}
+// Ints: one arrival counter per tile (+ one per SwiGLU output tile). Zero them once when
+// the buffer is allocated; every launch leaves them zero again.
+QW4_HD long long qw4_counter_ints(int n_pad, int rows, int mode) {
+  return n_pad / 64 + (mode == 2 ? qw4_swiglu_out_tiles(rows / 2) : 0);
+}
+
+// ---- per-lane steps of the GEMM main loop (device: the kernel; host: the emulation) ----
+// fp16 helpers. Device: PTX conversions; host: exact software versions (normal numbers and
+// zero only, which is all the emulation feeds them: scales, activations, small integers).
+QW4_HD float qw4_h2f(unsigned short h) {
+#ifdef __CUDA_ARCH__
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+  return f;
+#else
+  const unsigned e = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+  float v = e == 0 ? float(mant) * (1.0f / 16777216.0f)  // subnormal: mant * 2^-24
+                   : float(mant | 0x400u) * (1.0f / 1024.0f);
+  if (e > 0) {
+    for (int i = 15; i < int(e); ++i) v *= 2.0f;
+    for (int i = int(e); i < 15; ++i) v *= 0.5f;
+  }
+  return (h & 0x8000u) ? -v : v;
+#endif
+}
+#ifndef __CUDA_ARCH__
+// Host: fp16 bits of an integer-valued float |v| < 2048 (exact); the emulation's HSUB2.
+inline unsigned short qw4_host_small_int_to_f16(float v) {
+  if (v == 0.0f) return 0;
+  unsigned sign = v < 0 ? 0x8000u : 0u;
+  const unsigned a = unsigned(v < 0 ? -v : v);
+  if (a >= 2048u || float(a) != (v < 0 ? -v : v)) return 0x7e00;  // never expected: NaN
+  unsigned m = a;
+  int shift = 0;
+  while (m < 1024u) m <<= 1, ++shift;
+  const unsigned e = 25 - unsigned(shift);  // a = m * 2^(e - 25), m in [1024, 2048)
+  return (unsigned short)(sign | (e << 10) | (m & 0x3ffu));
+}
+#endif
+// Two fp16 subtractions a - b (HSUB2). Exact for the magic pairs minus the zero pairs.
+QW4_HD unsigned qw4_hsub2(unsigned a, unsigned b) {
+#ifdef __CUDA_ARCH__
+  unsigned d;
+  asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+#else
+  const float lo = qw4_h2f((unsigned short)(a & 0xffffu)) - qw4_h2f((unsigned short)(b & 0xffffu));
+  const float hi = qw4_h2f((unsigned short)(a >> 16)) - qw4_h2f((unsigned short)(b >> 16));
+  return unsigned(qw4_host_small_int_to_f16(lo)) | (unsigned(qw4_host_small_int_to_f16(hi)) << 16);
+#endif
+}
+
+QW4_HD unsigned qw4_ld_u32(const void* p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(reinterpret_cast<const unsigned int*>(p));
+#else
+  unsigned v;
+  __builtin_memcpy(&v, p, 4);
+  return v;
+#endif
+}
+QW4_HD unsigned qw4_ld_u16(const unsigned short* p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(p);
+#else
+  return *p;
+#endif
+}
+QW4_HD int qw4_ld_i32(const int* p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(p);
+#else
+  return *p;
+#endif
+}
+QW4_HD unsigned qw4_ld_u8(const unsigned char* p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(p);
+#else
+  return *p;
+#endif
+}
+
+// The 16 bytes lane `lane` loads for slab `slab` of tile `tile` (as 4 words).
+struct Qw4Words {
+  unsigned w[4];
+};
+
+// Where chunk unit u lies: its tile, first slab and scale group.
+struct Qw4Chunk {
+  int tile, slab, group;
+};
+QW4_HD Qw4Chunk qw4_chunk(long long u, int chunks_per_tile, int u_slabs, int group_slabs) {
+  Qw4Chunk c;
+  c.tile = int(u / chunks_per_tile);
+  c.slab = int(u % chunks_per_tile) * u_slabs;
+  c.group = c.slab / group_slabs;
+  return c;
+}
+
+// A fragment (4 registers) of slab `slab` for this lane: batch rows g and g + 8 (the latter
+// only when MH == 2; rows >= batch are zero), k columns in packed order; with act-order the
+// activations are gathered through perm (packed row k holds input feature perm[k]).
+template <int MH>
+QW4_HD void qw4_load_a(const unsigned short* x, const int* perm, int K, int batch, int slab,
+                       int lane, unsigned* a) {
+  QW4_UNROLL
+  for (int r = 0; r < 4; ++r) {
+    const int row = qw4_a_row(r, lane);
+    const int k = slab * 16 + qw4_a_k(r, 0, lane);  // even: the pair (k, k + 1) is one word
+    a[r] = 0;
+    if ((MH == 2 || (r & 1) == 0) && row < batch) {
+      const unsigned short* xr = x + (long long)row * K;
+      if (perm == nullptr) {
+        a[r] = qw4_ld_u32(xr + k);
+      } else {
+        a[r] = qw4_ld_u16(xr + qw4_ld_i32(perm + k)) |
+               (qw4_ld_u16(xr + qw4_ld_i32(perm + k + 1)) << 16);
+      }
+    }
+  }
+}
+
+// Per scale group: the zero point of each B column the lane dequantizes (column g of every n8
+// block; packed as bytes, blk b in byte b % 4 of zq[b / 4]: 2 registers instead of 8 keep
+// the m8 kernel within 128 registers) and the scale pair of each C column pair it
+// accumulates (columns 2t, 2t + 1).
+QW4_HD void qw4_load_group(const unsigned short* scales, const unsigned char* zeros, int zero_point,
+                           int group, int tile, int n_pad, int lane, unsigned* zq, unsigned* sq) {
+  const long long row = (long long)group * n_pad + (long long)tile * 64;
+  zq[0] = zq[1] = 0;
+  QW4_UNROLL
+  for (int j = 0; j < 4; ++j) QW4_UNROLL
+  for (int h = 0; h < 2; ++h) {
+    const int b = qw4_blk(j, h);
+    sq[b] = qw4_ld_u32(scales + row + qw4_tile_col(j, h, qw4_c_n(0, lane)));
+    const unsigned z =
+        zeros ? qw4_ld_u8(zeros + row + qw4_tile_col(j, h, qw4_b_n(lane))) : unsigned(zero_point);
+    zq[b >> 2] |= (z & 0xffu) << (8 * (b & 3));
+  }
+}
+// The zero pair (two fp16 1024 + z) of n8 block b from the packed bytes: one PRMT.
+QW4_HD unsigned qw4_zero_pair_of(const unsigned* zq, int b) {
+#ifdef __CUDA_ARCH__
+  const unsigned i = unsigned(b & 3);
+  return __byte_perm(zq[b >> 2], 0x64646464u, i | (4u << 4) | (i << 8) | (4u << 12));
+#else
+  return qw4_zero_pair((zq[b >> 2] >> (8 * (b & 3))) & 0xffu);
+#endif
+}
+
+// B fragments of the 8 n8 blocks from the lane's 16 bytes: b[blk][r] = two fp16 (code - zero).
+QW4_HD void qw4_b_frags(const Qw4Words& wd, const unsigned* zq, unsigned (*b)[2]) {
+  QW4_UNROLL
+  for (int j = 0; j < 4; ++j) QW4_UNROLL
+  for (int h = 0; h < 2; ++h) {
+    const unsigned zz = qw4_zero_pair_of(zq, qw4_blk(j, h));
+    QW4_UNROLL
+    for (int r = 0; r < 2; ++r)
+      b[qw4_blk(j, h)][r] = qw4_hsub2(qw4_magic_pair(wd.w[j], qw4_b_shift(h, r)), zz);
+  }
+}
+
+// Group end: acc += scale * (sum over the group of x * (code - zero)). Keeping the scale out
+// of the tensor-core operand makes the dequantization exact (the fp16 product scale * (code
+// - zero) would round); the cost is one FMA per accumulator per group.
+template <int MH, typename F>
+QW4_HD void qw4_fold(F (*acc)[4], F (*gacc)[4], const unsigned* sq) {
+  QW4_UNROLL
+  for (int b = 0; b < 8; ++b) {
+    const F s0 = F(qw4_h2f((unsigned short)(sq[b] & 0xffffu)));
+    const F s1 = F(qw4_h2f((unsigned short)(sq[b] >> 16)));
+    QW4_UNROLL
+    for (int i = 0; i < 2 * MH; ++i) {
+      acc[b][i] = ((i & 1) ? s1 : s0) * gacc[b][i] + acc[b][i];
+      gacc[b][i] = F(0);
+    }
+  }
+}
+
+#endif  // QW4_INT4_INDEX_CUH
