@@ -387,3 +387,28 @@ TEST_CASE("--tp that disagrees with the artifact is refused, naming both degrees
   lo.tp = 1;
   CHECK(load_model(testing::tiny_artifact(), lo).ok());
 }
+
+TEST_CASE("an INT4 artifact is refused on the GPU with a clear error, and runs on the CPU") {
+  const auto dir = testing::scratch_dir("int4_artifact");
+  const std::string path = (dir / "tiny_int4.qwart").string();
+  CompileOptions o;
+  o.checkpoint_dir = testing::tiny_checkpoint();
+  o.output = path;
+  o.threads = 2;
+  o.int4 = true;
+  o.rtn = true;
+  o.group_size = 64;
+  o.tokenizer_builder = [](const std::string& d) { return build_tokenizer_blob(d); };
+  auto r = compile_checkpoint(o);
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  LoadOptions lo;
+  lo.device = "gpu";
+  auto m = load_model(path, lo);
+  REQUIRE(!m.ok());
+  CHECK(m.status().message().find("INT4") != std::string::npos);
+  CHECK(m.status().message().find("--device cpu") != std::string::npos);
+  lo.device = "auto";  // picks the CPU for INT4, with or without a GPU
+  auto a = load_model(path, lo);
+  REQUIRE_MESSAGE(a.ok(), a.status().message());
+  CHECK((*a)->executor->device_name().rfind("cpu", 0) == 0);
+}
