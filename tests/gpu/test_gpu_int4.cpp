@@ -29,6 +29,7 @@
 #include "core/half.h"
 #include "gpu/cuda_util.h"
 #include "gpu/kernel_module.h"
+#include "gpu/gpu_test_support.h"
 #include "kernels_templates/int4_index.cuh"
 #include "tests/quant/int4_kernel_test_support.h"
 
@@ -38,24 +39,8 @@ using namespace qw::testing;
 
 namespace {
 
-bool have_gpu() {
-  static int state = -1;
-  if (state < 0) {
-    int n = 0;
-    state = (cudaGetDeviceCount(&n) == cudaSuccess && n > 0) ? 1 : 0;
-    if (!state) std::printf("skipped: no GPU\n");
-  }
-  return state == 1;
-}
-
-uint64_t seed() {
-  static uint64_t s = [] {
-    uint64_t v = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
-    std::printf("gpu int4 tests: seed %llu\n", (unsigned long long)v);
-    return v;
-  }();
-  return s;
-}
+using qw::testing::have_gpu;
+uint64_t seed() { return qw::testing::gpu_test_seed(); }
 
 // Test shapes: (K, GROUP) instantiations beyond the model's. Kernel names t_K_G_MODE_mX.
 struct Inst {

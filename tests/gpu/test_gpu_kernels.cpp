@@ -17,30 +17,15 @@
 #include "cpu/rope.h"
 #include "gpu/cuda_util.h"
 #include "gpu/kernel_module.h"
+#include "gpu/gpu_test_support.h"
 
 using namespace qw;
 using namespace qw::gpu;
 
 namespace {
 
-bool have_gpu() {
-  static int state = -1;
-  if (state < 0) {
-    int n = 0;
-    state = (cudaGetDeviceCount(&n) == cudaSuccess && n > 0) ? 1 : 0;
-    if (!state) std::printf("skipped: no GPU\n");
-  }
-  return state == 1;
-}
-
-uint64_t seed() {
-  static uint64_t s = [] {
-    uint64_t v = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
-    std::printf("gpu kernel tests: seed %llu\n", (unsigned long long)v);
-    return v;
-  }();
-  return s;
-}
+using qw::testing::have_gpu;
+uint64_t seed() { return qw::testing::gpu_test_seed(); }
 
 struct Model {
   ModelConfig cfg;

@@ -13,6 +13,7 @@
 
 #include "engine/candidates.h"
 #include "gpu/cuda_util.h"
+#include "gpu/gpu_test_support.h"
 #include "gpu/kernel_module.h"
 #include "gpu/row_reducer.h"
 
@@ -21,12 +22,6 @@ using namespace qw::gpu;
 
 namespace {
 
-bool gpu_present() {
-  int n = 0;
-  const bool ok = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-  if (!ok) std::printf("skipped: no GPU\n");
-  return ok;
-}
 
 KernelModule compile_module(int64_t vocab) {
   ModelConfig cfg;
@@ -56,10 +51,8 @@ KernelModule compile_module(int64_t vocab) {
 }  // namespace
 
 TEST_CASE("device row reduction equals the host reference") {
-  if (!gpu_present()) return;
-  const uint64_t seed = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
-  std::printf("sampling reduction test: seed %llu\n", (unsigned long long)seed);
-  std::mt19937_64 rng(seed);
+  if (!testing::have_gpu()) return;
+  std::mt19937_64 rng(testing::gpu_test_seed());
   for (int64_t V : {int64_t(1000), int64_t(152064)}) {
     KernelModule mod = compile_module(V);
     const int64_t stride = V + 64;  // rows padded as the executor's vocab rows may be
