@@ -4,7 +4,6 @@
 #include <cmath>
 #include <numeric>
 
-
 namespace qw {
 
 void reduce_row_to_candidates(std::span<const float> row, const CandidateRequest& req,

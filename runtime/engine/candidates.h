@@ -29,8 +29,8 @@ struct LogitPenalty {
 };
 
 struct CandidateRequest {
-  int32_t k = 0;             // 0: the caller needs the whole row
-  float temperature = 1.f;   // 1 for greedy rows (no division)
+  int32_t k = 0;            // 0: the caller needs the whole row
+  float temperature = 1.f;  // 1 for greedy rows (no division)
   float repetition_penalty = 1.f;
   std::span<const LogitPenalty> penalties;  // distinct ids
 };

@@ -34,8 +34,10 @@ Expected<DeviceRowReducer> DeviceRowReducer::create(const KernelModule& module, 
   r.stride_ = stride;
   QW_ASSIGN_OR_RETURN(r.scratch_, DeviceBuffer::alloc(size_t(max_rows) * size_t(stride) * 4,
                                                       "the sampling scratch rows"));
-  QW_ASSIGN_OR_RETURN(r.rows_dev_, DeviceBuffer::alloc(size_t(max_rows) * sizeof(ReduceRow), "sampling rows"));
-  QW_ASSIGN_OR_RETURN(r.out_dev_, DeviceBuffer::alloc(size_t(max_rows) * sizeof(ReduceOut), "sampling results"));
+  QW_ASSIGN_OR_RETURN(r.rows_dev_,
+                      DeviceBuffer::alloc(size_t(max_rows) * sizeof(ReduceRow), "sampling rows"));
+  QW_ASSIGN_OR_RETURN(
+      r.out_dev_, DeviceBuffer::alloc(size_t(max_rows) * sizeof(ReduceOut), "sampling results"));
   QW_ASSIGN_OR_RETURN(r.rows_host_, PinnedBuffer::alloc(size_t(max_rows) * sizeof(ReduceRow)));
   QW_ASSIGN_OR_RETURN(r.out_host_, PinnedBuffer::alloc(size_t(max_rows) * sizeof(ReduceOut)));
   QW_RETURN_IF_ERROR(r.reserve_penalties(4096));
@@ -45,7 +47,8 @@ Expected<DeviceRowReducer> DeviceRowReducer::create(const KernelModule& module, 
 Status DeviceRowReducer::reserve_penalties(size_t n) {
   if (n <= pen_capacity_) return Status::Ok();
   const size_t cap = std::max(n, pen_capacity_ * 2);
-  QW_ASSIGN_OR_RETURN(pen_dev_, DeviceBuffer::alloc(cap * sizeof(LogitPenalty), "sampling penalties"));
+  QW_ASSIGN_OR_RETURN(pen_dev_,
+                      DeviceBuffer::alloc(cap * sizeof(LogitPenalty), "sampling penalties"));
   QW_ASSIGN_OR_RETURN(pen_host_, PinnedBuffer::alloc(cap * sizeof(LogitPenalty)));
   pen_capacity_ = cap;
   return Status::Ok();
@@ -70,18 +73,22 @@ Status DeviceRowReducer::reduce(cudaStream_t s, const float* logits, int64_t col
     const CandidateRequest& r = requests[j];
     if (r.k <= 0 || r.k > kMaxCandidates)
       return Errorf("DeviceRowReducer: k %d outside 1..%d", r.k, kMaxCandidates);
-    rows[j] = ReduceRow{logit_rows[j], r.k, r.temperature, r.repetition_penalty, int(at),
-                        int(r.penalties.size())};
-    if (!r.penalties.empty()) std::memcpy(pens + at, r.penalties.data(), r.penalties.size() * sizeof(LogitPenalty));
+    rows[j] = ReduceRow{logit_rows[j],        r.k,     r.temperature,
+                        r.repetition_penalty, int(at), int(r.penalties.size())};
+    if (!r.penalties.empty())
+      std::memcpy(pens + at, r.penalties.data(), r.penalties.size() * sizeof(LogitPenalty));
     at += r.penalties.size();
   }
   QW_CUDA(cudaMemcpyAsync(rows_dev_.get(), rows, n * sizeof(ReduceRow), cudaMemcpyHostToDevice, s));
-  if (npen) QW_CUDA(cudaMemcpyAsync(pen_dev_.get(), pens, npen * sizeof(LogitPenalty), cudaMemcpyHostToDevice, s));
+  if (npen)
+    QW_CUDA(cudaMemcpyAsync(pen_dev_.get(), pens, npen * sizeof(LogitPenalty),
+                            cudaMemcpyHostToDevice, s));
   QW_RETURN_IF_ERROR(launch(kernel_, dim3(unsigned(n)), dim3(kThreads), 0, s, logits,
                             static_cast<long long>(stride_), static_cast<int>(columns),
                             rows_dev_.as<const ReduceRow>(), pen_dev_.as<const LogitPenalty>(),
                             scratch_.as<float>(), out_dev_.as<ReduceOut>()));
-  QW_CUDA(cudaMemcpyAsync(out_host_.get(), out_dev_.get(), n * sizeof(ReduceOut), cudaMemcpyDeviceToHost, s));
+  QW_CUDA(cudaMemcpyAsync(out_host_.get(), out_dev_.get(), n * sizeof(ReduceOut),
+                          cudaMemcpyDeviceToHost, s));
   QW_CUDA(cudaStreamSynchronize(s));
   const auto* res = out_host_.as<const ReduceOut>();
   for (size_t j = 0; j < n; ++j) {

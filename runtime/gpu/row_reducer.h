@@ -34,7 +34,7 @@ class DeviceRowReducer {
 
   cudaKernel_t kernel_{};
   int64_t max_rows_ = 0, stride_ = 0;
-  DeviceBuffer scratch_;        // max_rows processed rows
+  DeviceBuffer scratch_;  // max_rows processed rows
   DeviceBuffer rows_dev_, out_dev_, pen_dev_;
   PinnedBuffer rows_host_, out_host_, pen_host_;
   size_t pen_capacity_ = 0;

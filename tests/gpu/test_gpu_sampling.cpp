@@ -22,7 +22,6 @@ using namespace qw::gpu;
 
 namespace {
 
-
 KernelModule compile_module(int64_t vocab) {
   ModelConfig cfg;
   cfg.hidden_size = 896;
@@ -69,14 +68,19 @@ TEST_CASE("device row reduction equals the host reference") {
         const int kind = int(rng() % 4);
         for (int64_t i = 0; i < V; ++i) {
           float x;
-          if (kind == 0) x = float(int(rng() % 41) - 20) * 0.25f;  // many ties
-          else if (kind == 1) x = float(std::normal_distribution<double>(0, 3)(rng));
-          else if (kind == 2) x = (rng() % 7 == 0) ? -INFINITY : float(int(rng() % 2001) - 1000) * 1e-3f;
-          else x = float(std::normal_distribution<double>(0, 1)(rng)) * ((i % 3) ? 1.f : -0.f);
+          if (kind == 0)
+            x = float(int(rng() % 41) - 20) * 0.25f;  // many ties
+          else if (kind == 1)
+            x = float(std::normal_distribution<double>(0, 3)(rng));
+          else if (kind == 2)
+            x = (rng() % 7 == 0) ? -INFINITY : float(int(rng() % 2001) - 1000) * 1e-3f;
+          else
+            x = float(std::normal_distribution<double>(0, 1)(rng)) * ((i % 3) ? 1.f : -0.f);
           host[size_t(r) * size_t(stride) + size_t(i)] = x;
         }
       }
-      REQUIRE(cudaMemcpy(logits_dev->get(), host.data(), host.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+      REQUIRE(cudaMemcpy(logits_dev->get(), host.data(), host.size() * 4, cudaMemcpyHostToDevice) ==
+              cudaSuccess);
       // Reduce a random subset of rows, in shuffled order, with random requests.
       std::vector<int> rows;
       for (int r = 0; r < R; ++r)
@@ -95,7 +99,8 @@ TEST_CASE("device row reduction equals the host reference") {
         std::sort(ids.begin(), ids.end());
         ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
         for (int32_t id : ids)
-          pens[j].push_back(LogitPenalty{id, int32_t(rng() % 4 != 0), rng() % 2 ? 0.f : float(rng() % 5) * 0.3f});
+          pens[j].push_back(
+              LogitPenalty{id, int32_t(rng() % 4 != 0), rng() % 2 ? 0.f : float(rng() % 5) * 0.3f});
         q.penalties = pens[j];
       }
       std::vector<RowCandidates> got(rows.size());
@@ -108,8 +113,9 @@ TEST_CASE("device row reduction equals the host reference") {
       REQUIRE_MESSAGE(s.ok(), s.message());
       for (size_t j = 0; j < rows.size(); ++j) {
         RowCandidates want;
-        reduce_row_to_candidates(std::span<const float>(host.data() + size_t(rows[j]) * size_t(stride), size_t(V)),
-                                 reqs[j], want);
+        reduce_row_to_candidates(
+            std::span<const float>(host.data() + size_t(rows[j]) * size_t(stride), size_t(V)),
+            reqs[j], want);
         INFO("V " << V << " round " << round << " row " << rows[j] << " k " << reqs[j].k);
         REQUIRE(got[j].complete == want.complete);
         CHECK(got[j].logsumexp == doctest::Approx(want.logsumexp).epsilon(1e-5));
