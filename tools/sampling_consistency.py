@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Seeded completions under several sampling settings (greedy, Qwen's defaults, penalties,
-logprobs, no top-k), sent concurrently so they share engine steps. Prints {"choices": [...]}
-so two servers (e.g. `qwrun serve` with and without --no-device-sampling) can be compared:
-the tokens must be identical. Standard library only."""
+logprobs, no top-k). Prints {"choices": [...]} so two servers (e.g. `qwrun serve` with and
+without --no-device-sampling) can be compared: the tokens must be identical. Requests go one
+at a time by default: concurrent ones batch differently from run to run, and a different
+batch gives logits that differ in the last bits, which flips samples from a random-weight
+model's flat distribution. --concurrent sends them together (they share engine steps).
+Standard library only."""
 import argparse, json, threading, urllib.request
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--url", default="http://127.0.0.1:8000/v1/completions")
 ap.add_argument("--max-tokens", type=int, default=48)
+ap.add_argument("--concurrent", action="store_true")
 args = ap.parse_args()
 settings = [
     {"temperature": 0},
@@ -27,9 +31,13 @@ def run(i):
         out[i] = [{"text": c["text"], "logprobs": c.get("logprobs")} for c in json.loads(r.read())["choices"]]
 
 
-ts = [threading.Thread(target=run, args=(i,)) for i in range(len(settings))]
-for t in ts:
-    t.start()
-for t in ts:
-    t.join()
+if args.concurrent:
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(len(settings))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+else:
+    for i in range(len(settings)):
+        run(i)
 print(json.dumps({"choices": out}))

@@ -4,7 +4,6 @@
 
 #include "artifact/tensor_names.h"
 #include "cpu/cpu_executor.h"
-#include "quant/int4_artifact.h"
 #ifdef QW_WITH_GPU
 #include <cuda_runtime.h>
 
@@ -38,14 +37,10 @@ Expected<std::unique_ptr<LoadedModel>> load_model(const std::string& path, const
     return Errorf("--tp %d: %s was compiled for tensor parallelism %d (recompile with qwc compile --tp %d)", o.tp,
                   path.c_str(), art_tp, o.tp);
   std::string device = o.device;
-  // The GPU executor has no INT4 path yet (kernels_templates/gemv_int4.cuh is not wired in).
-  [[maybe_unused]] const bool int4 = quant::is_quantized(*m->artifact, names::layer(0, names::kQkvWeight), 0);
-  if (device == "gpu" && int4)
-    return Errorf("%s: INT4 (GPTQ) weights do not run on the GPU yet; use --device cpu", path.c_str());
 #ifdef QW_WITH_GPU
   if (device == "auto") {
     int n = 0;
-    device = !int4 && cudaGetDeviceCount(&n) == cudaSuccess && n > 0 ? "gpu" : "cpu";
+    device = cudaGetDeviceCount(&n) == cudaSuccess && n > 0 ? "gpu" : "cpu";
   }
   if (device == "gpu") {
     gpu::GpuExecutorOptions go;

@@ -12,6 +12,7 @@
 
 #include "artifact/tensor_names.h"
 #include "cpu/rope.h"
+#include "quant/int4_artifact.h"
 
 namespace qw::gpu {
 namespace {
@@ -149,16 +150,23 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   } else {
     lm_head_w_ = embed_;
   }
+  const bool quantized = quant::is_quantized(*art_, names::layer(0, names::kQkvWeight), rank);
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
     LayerW w{};
     QW_ASSIGN_OR_RETURN(w.in_norm, addr(names::layer(l, names::kInputNorm), H));
-    QW_ASSIGN_OR_RETURN(w.qkv_w, addr(names::layer(l, names::kQkvWeight), qkv_cols_ * H));
     QW_ASSIGN_OR_RETURN(w.qkv_b, addr(names::layer(l, names::kQkvBias), qkv_cols_));
-    QW_ASSIGN_OR_RETURN(w.o_w, addr(names::layer(l, names::kOProj), H * QH * D));
     QW_ASSIGN_OR_RETURN(w.post_norm, addr(names::layer(l, names::kPostNorm), H));
-    QW_ASSIGN_OR_RETURN(w.gu_w, addr(names::layer(l, names::kGateUp), 2 * I * H));
-    QW_ASSIGN_OR_RETURN(w.down_w, addr(names::layer(l, names::kDown), H * I));
+    if (!quantized) {
+      QW_ASSIGN_OR_RETURN(w.qkv_w, addr(names::layer(l, names::kQkvWeight), qkv_cols_ * H));
+      QW_ASSIGN_OR_RETURN(w.o_w, addr(names::layer(l, names::kOProj), H * QH * D));
+      QW_ASSIGN_OR_RETURN(w.gu_w, addr(names::layer(l, names::kGateUp), 2 * I * H));
+      QW_ASSIGN_OR_RETURN(w.down_w, addr(names::layer(l, names::kDown), H * I));
+    }
     layers_.push_back(w);
+  }
+  if (quantized) {
+    QW_ASSIGN_OR_RETURN(Int4Linear q, Int4Linear::create(*art_, rank, weights_, module_, device_));
+    int4_.emplace(std::move(q));
   }
 
   // RoPE table.
@@ -215,6 +223,10 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   act_ = base + o_act;
   hl_ = base + o_hl;
   QW_CUDA(cudaMemcpy(inv_freq_, rope.inv_freq.data(), size_t(D / 2) * 4, cudaMemcpyHostToDevice));
+  if (int4_ && rows_max_ > Int4Linear::kMaxDirectRows) {
+    QW_ASSIGN_OR_RETURN(int4_dense_, DeviceBuffer::alloc(int4_->max_dense_elements() * es,
+                                                         "the INT4 dequantization scratch"));
+  }
   if (opts.device_sampling && opts.tp_size == 1 && module_.get("reduce_rows_to_candidates").ok()) {
     QW_ASSIGN_OR_RETURN(DeviceRowReducer r, DeviceRowReducer::create(module_, L, vocab_rows_));
     reducer_.emplace(std::move(r));
@@ -298,6 +310,24 @@ Status GpuExecutor::gemm(const void* a, const void* w, float* c, int rows, int n
   return Status::Ok();
 }
 
+Status GpuExecutor::int4_projection(Int4Proj p, int l, const void* x, int rows, float* y) {
+  cudaStream_t s = stream_.get();
+  if (rows <= Int4Linear::kMaxDirectRows) return int4_->multiply(p, l, x, rows, y, act_, s);
+  const int H = int(cfg_.hidden_size), I = int(plan_.intermediate_per_rank);
+  const int QD = int(plan_.q_heads_per_rank * cfg_.head_dim);
+  QW_RETURN_IF_ERROR(int4_->dequantize(p, l, int4_dense_.get(), s));
+  switch (p) {
+    case Int4Proj::Qkv: return gemm(x, int4_dense_.get(), y, rows, int(qkv_cols_), H, false);
+    case Int4Proj::ORes: return gemm(x, int4_dense_.get(), y, rows, H, QD, true);
+    case Int4Proj::DownRes: return gemm(x, int4_dense_.get(), y, rows, H, I, true);
+    case Int4Proj::GateUpSwiglu:
+      QW_RETURN_IF_ERROR(gemm(x, int4_dense_.get(), gu_, rows, 2 * I, H, false));
+      return run_kernel(k_swiglu_, dim3(unsigned(std::min<int64_t>((int64_t(rows) * I + 255) / 256, 65535))),
+                        dim3(256), static_cast<const float*>(gu_), act_, rows);
+  }
+  return Status::Ok();
+}
+
 Status GpuExecutor::lm_head(int first_row, int rows) {
   const int H = int(cfg_.hidden_size);
   const int* idx = d_logit_rows_ + first_row;
@@ -330,7 +360,7 @@ Status GpuExecutor::end_row_parallel(int rows) {
 Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
   const int H = int(cfg_.hidden_size), D = int(cfg_.head_dim), I = int(plan_.intermediate_per_rank);
   const int QH = int(plan_.q_heads_per_rank), KVH = int(plan_.kv_heads_per_rank);
-  const bool gemv = rows <= opts_.gemv_max_rows;
+  const bool gemv = rows <= opts_.gemv_max_rows && !int4_;
   pdl_now_ = pdl_ && gemv;
   const float scale_log2 = float(1.0 / std::sqrt(double(D)) * 1.4426950408889634);
   const float* nullf = nullptr;
@@ -339,7 +369,9 @@ Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerW& w = layers_[l];
     QW_RETURN_IF_ERROR(run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_, nullf, w.in_norm, h_, rows, nulli));
-    if (gemv) {
+    if (int4_) {
+      QW_RETURN_IF_ERROR(int4_projection(Int4Proj::Qkv, int(l), h_, rows, qkv_));
+    } else if (gemv) {
       QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvHidden][rows - 1], dim3(unsigned((qkv_cols_ + 7) / 8)), dim3(128),
                                 w.qkv_w, static_cast<const void*>(h_), qkv_, static_cast<void*>(nullptr), int(qkv_cols_)));
     } else {
@@ -365,7 +397,9 @@ Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
       }
     }
     QW_RETURN_IF_ERROR(begin_row_parallel(rows));
-    if (gemv) {
+    if (int4_) {
+      QW_RETURN_IF_ERROR(int4_projection(Int4Proj::ORes, int(l), attn_, rows, x_));
+    } else if (gemv) {
       QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvORes][rows - 1], dim3((H + 7) / 8), dim3(128), w.o_w,
                                 static_cast<const void*>(attn_), x_, static_cast<void*>(nullptr), H));
     } else {
@@ -373,7 +407,11 @@ Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
     }
     QW_RETURN_IF_ERROR(end_row_parallel(rows));
     QW_RETURN_IF_ERROR(run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_, nullf, w.post_norm, h_, rows, nulli));
-    if (gemv) {
+    if (int4_) {
+      QW_RETURN_IF_ERROR(int4_projection(Int4Proj::GateUpSwiglu, int(l), h_, rows, nullptr));
+      QW_RETURN_IF_ERROR(begin_row_parallel(rows));
+      QW_RETURN_IF_ERROR(int4_projection(Int4Proj::DownRes, int(l), act_, rows, x_));
+    } else if (gemv) {
       QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvGateUp][rows - 1], dim3((I + 3) / 4), dim3(128), w.gu_w,
                                 static_cast<const void*>(h_), static_cast<float*>(nullptr), act_, I));
       QW_RETURN_IF_ERROR(begin_row_parallel(rows));

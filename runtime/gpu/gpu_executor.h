@@ -18,6 +18,7 @@
 #include "engine/executor.h"
 #include "engine/kv_block_manager.h"
 #include "gpu/cuda_util.h"
+#include "gpu/int4_linear.h"
 #include "gpu/kernel_module.h"
 #include "gpu/nccl_api.h"
 #include "gpu/row_reducer.h"
@@ -113,6 +114,7 @@ class GpuExecutor final : public ModelExecutor {
  private:
   GpuExecutor() = default;
   struct LayerW {
+    // The four projection weights are null in an INT4 artifact (int4_ has them).
     const void *in_norm, *qkv_w, *qkv_b, *o_w, *post_norm, *gu_w, *down_w;
   };
   struct Piece {
@@ -134,6 +136,10 @@ class GpuExecutor final : public ModelExecutor {
   // `logits`, or in a step_reduced() reduced where requested.
   Status emit_logits(std::span<const int> device_rows, std::vector<float>& logits);
   Status gemm(const void* a, const void* w, float* c, int rows, int n, int k, bool accumulate);
+  // One projection of layer `l` of an INT4 artifact: the INT4 GEMM kernels up to
+  // Int4Linear::kMaxDirectRows rows, dequantization + cuBLAS above (GateUpSwiglu leaves
+  // silu(gate) * up in act_ either way).
+  Status int4_projection(Int4Proj p, int l, const void* x, int rows, float* y);
   Status lm_head(int first_row, int rows);
   // Row-parallel output of a TP rank: before, ranks other than 0 clear the residual stream
   // (rank 0 keeps it), so after the sum every rank holds residual + all partials.
@@ -170,6 +176,8 @@ class GpuExecutor final : public ModelExecutor {
   bool pdl_now_ = false;  // this forward: pdl_ on the GEMV path (no cuBLAS kernels between ours)
   DeviceBuffer cublas_ws_;
   cudaKernel_t k_gemv_[4][8]{};  // hidden, o_res, gate_up_swiglu, down_res; batch 1..8
+  std::optional<Int4Linear> int4_;  // INT4 artifacts
+  DeviceBuffer int4_dense_;         // fp16 scratch: one dequantized matrix (long passes)
 
   // Workspace (sized for max_tokens_per_pass rows).
   int64_t rows_max_ = 0, split_rows_max_ = 64, splits_max_ = 32;

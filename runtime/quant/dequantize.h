@@ -25,6 +25,7 @@ struct Int4Matrix {
   const uint16_t* scales = nullptr;  // fp16 [cols / group_size][padded_rows]
   const uint8_t* zeros = nullptr;    // [cols / group_size][padded_rows] or null
   std::vector<int32_t> perm;           // packed row k holds input feature perm[k]; empty = identity
+  const int32_t* perm_tensor = nullptr;  // the same in the artifact's mapping (device copies)
   std::vector<int32_t> packed_row_of;  // inverse of perm; empty = identity
 
   int64_t groups() const { return group_size ? cols / group_size : 0; }

@@ -81,6 +81,7 @@ Expected<Int4Matrix> int4_matrix(const Artifact& a, std::string_view name, int t
                                                 tp_rank, DType::I32, {m.cols}));
     m.perm.resize(size_t(m.cols));
     std::memcpy(m.perm.data(), p.data, size_t(m.cols) * 4);
+    m.perm_tensor = reinterpret_cast<const int32_t*>(p.data);
   }
   QW_RETURN_IF_ERROR(finalize_int4_matrix(m));
   return m;

@@ -1,0 +1,63 @@
+// The INT4 (GPTQ, qw-int4-m16x64-v1) projections of a GPU executor: the four quantized
+// matrices of every layer bound to their device copies (packed words, scales, zeros, act-order
+// permutation: all in the weights arena), the tensor-core decode GEMMs of
+// kernels_templates/gemv_int4.cuh for up to `max_direct_rows` rows (in launches of 8 or 16
+// rows: each launch reads the 0.5-byte weights once, so 64 rows cost what one FP16 pass does),
+// and dequantization to a dense fp16 scratch matrix for longer passes, which the executor
+// then multiplies with cuBLAS.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <vector>
+
+#include "artifact/artifact.h"
+#include "core/status.h"
+#include "gpu/cuda_util.h"
+#include "gpu/kernel_module.h"
+#include "gpu/weight_loader.h"
+
+namespace qw::gpu {
+
+enum class Int4Proj { Qkv = 0, ORes = 1, GateUpSwiglu = 2, DownRes = 3 };
+
+class Int4Linear {
+ public:
+  // Rows above this go through dequantize() + cuBLAS.
+  static constexpr int kMaxDirectRows = 64;
+
+  // Binds every layer's quantized weights of `tp_rank` (fails naming the tensor when one is
+  // missing, unquantized or not in the weights section) and allocates the kernels' workspace.
+  static Expected<Int4Linear> create(const Artifact& artifact, int tp_rank, const DeviceWeights& weights,
+                                     const KernelModule& module, int device);
+
+  // The kernels' output convention: Qkv: y = W x (fp32 [rows][N]); ORes / DownRes: y += W x;
+  // GateUpSwiglu: yh[r][n] = silu(gate) * up (fp16 [rows][N/2]). x: fp16 [rows][K].
+  // rows <= kMaxDirectRows.
+  Status multiply(Int4Proj p, int layer, const void* x, int rows, float* y, void* yh,
+                  cudaStream_t stream) const;
+  // out[n * K + c] = W[n][c] in fp16 (logical input order), for a cuBLAS GEMM.
+  Status dequantize(Int4Proj p, int layer, void* out, cudaStream_t stream) const;
+  // Elements of the largest matrix (the dequantization scratch the executor allocates).
+  size_t max_dense_elements() const { return max_dense_; }
+  uint64_t workspace_bytes() const { return ws_.size() + counters_.size(); }
+
+ private:
+  struct Matrix {
+    const void* packed = nullptr;
+    const void* scales = nullptr;
+    const unsigned char* zeros = nullptr;  // null: symmetric (zero_point)
+    const int* perm = nullptr;             // null: identity
+    int zero_point = 8;
+    int rows = 0, cols = 0, padded_rows = 0, group = 0;
+  };
+  const Matrix& matrix(Int4Proj p, int layer) const { return layers_[size_t(layer) * 4 + size_t(p)]; }
+
+  std::vector<Matrix> layers_;  // [layer][proj]
+  cudaKernel_t gemm_[4][2]{};   // [proj][m8, m16]
+  cudaKernel_t dequant_{};
+  int num_sms_ = 0;
+  size_t max_dense_ = 0;
+  DeviceBuffer ws_, counters_;
+};
+
+}  // namespace qw::gpu
