@@ -107,6 +107,10 @@ int main(int argc, char** argv) {
                  "qwen2.5-instruct-chat-template.jinja")->capture_default_str();
   mk->add_option("--tie-embeddings", tie, "Override the preset: true|false")
       ->check(CLI::IsMember({"true", "false"}));
+  mk->add_option("--layers", topt.layers,
+                 "Override the preset's number of layers (a 7b-shaped model with 2 layers profiles "
+                 "the 7b kernels in seconds)")
+      ->check(CLI::Range(1, 1000));
   mk->add_option("--rope-scaling", topt.rope_scaling_json,
                  "JSON object for config.json rope_scaling, e.g. "
                  "'{\"type\":\"yarn\",\"factor\":4.0,\"original_max_position_embeddings\":32768}'");

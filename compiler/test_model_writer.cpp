@@ -271,6 +271,7 @@ Expected<ModelConfig> test_model_preset(const std::string& preset) {
 Status write_test_model(const TestModelOptions& o) {
   QW_ASSIGN_OR_RETURN(ModelConfig c, test_model_preset(o.preset));
   if (o.tie_embeddings_override) c.tie_word_embeddings = o.tie_embeddings;
+  if (o.layers > 0) c.num_hidden_layers = o.layers;
   std::error_code ec;
   fs::create_directories(o.output_dir, ec);
   if (ec) return Status::Error(o.output_dir + ": cannot create: " + ec.message());

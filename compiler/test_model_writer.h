@@ -17,6 +17,7 @@ struct TestModelOptions {
   bool tie_embeddings_override = false;
   bool tie_embeddings = false;
   std::string rope_scaling_json;  // optional JSON object written as config.json "rope_scaling"
+  int64_t layers = 0;             // > 0: override the preset's layer count (kernel profiling)
   uint64_t max_shard_bytes = 0;   // 0 = preset default
 };
 

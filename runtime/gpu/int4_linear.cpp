@@ -1,6 +1,7 @@
 #include "gpu/int4_linear.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "artifact/tensor_names.h"
@@ -27,6 +28,8 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank, c
     }
   QW_ASSIGN_OR_RETURN(q.dequant_, module.get("int4_dequant_f16"));
   QW_CUDA(cudaDeviceGetAttribute(&q.num_sms_, cudaDevAttrMultiProcessorCount, device));
+  // QW_INT4_MIN_UNITS=N: A/B of the work split on the device without rebuilding.
+  if (const char* v = std::getenv("QW_INT4_MIN_UNITS")) q.min_units_ = std::max(1, std::atoi(v));
 
   long long ws_floats = 1, counter_ints = 1;
   const int64_t layers = artifact.config().num_hidden_layers;
@@ -64,7 +67,7 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank, c
       q.max_dense_ = std::max(q.max_dense_, size_t(m.rows) * size_t(m.cols));
       for (int v = 0; v < 2; ++v) {
         const int b = kRowsPerLaunch[v];
-        const int grid = qw4_plan_grid(d.padded_rows / 64, d.cols, d.group, b, q.num_sms_, 1);
+        const int grid = q.grid(d, b);
         ws_floats = std::max(ws_floats, qw4_workspace_floats(grid, b, d.padded_rows, kProjMode[p]));
       }
       counter_ints = std::max(counter_ints, qw4_counter_ints(d.padded_rows, d.rows, kProjMode[p]));
@@ -74,6 +77,10 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank, c
   // The kernels leave the counters at zero after every launch; they start there once.
   QW_CUDA(cudaMemset(q.counters_.get(), 0, q.counters_.size()));
   return q;
+}
+
+int Int4Linear::grid(const Matrix& m, int rows) const {
+  return qw4_plan_grid(m.padded_rows / 64, m.cols, m.group, rows, num_sms_, min_units_);
 }
 
 Status Int4Linear::multiply(Int4Proj p, int layer, const void* x, int rows, float* y, void* yh,
@@ -88,7 +95,7 @@ Status Int4Linear::multiply(Int4Proj p, int layer, const void* x, int rows, floa
     const int left = rows - r0;
     const int v = left > 8 ? 1 : 0;
     const int n = std::min(left, kRowsPerLaunch[v]);
-    const int grid = qw4_plan_grid(m.padded_rows / 64, m.cols, m.group, n, num_sms_, 1);
+    const int grid = this->grid(m, n);
     const void* xr = static_cast<const uint16_t*>(x) + size_t(r0) * size_t(m.cols);
     float* yr = y ? y + size_t(r0) * size_t(m.rows) : nullptr;
     void* yhr = yh ? static_cast<void*>(static_cast<uint16_t*>(yh) + size_t(r0) * size_t(out_cols)) : nullptr;

@@ -50,12 +50,16 @@ class Int4Linear {
     int zero_point = 8;
     int rows = 0, cols = 0, padded_rows = 0, group = 0;
   };
+  int grid(const Matrix& m, int rows) const;
   const Matrix& matrix(Int4Proj p, int layer) const { return layers_[size_t(layer) * 4 + size_t(p)]; }
 
   std::vector<Matrix> layers_;  // [layer][proj]
   cudaKernel_t gemm_[4][2]{};   // [proj][m8, m16]
   cudaKernel_t dequant_{};
   int num_sms_ = 0;
+  // Chunks each warp gets at least (qw4_plan_grid): fewer, longer-lived warps split each tile
+  // among fewer contributors, so the last one's serial reduction is shorter.
+  int min_units_ = 1;
   size_t max_dense_ = 0;
   DeviceBuffer ws_, counters_;
 };
