@@ -196,7 +196,7 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
                                          int* __restrict__ counters, int N, int n_pad, int batch) {
   static_assert(K % 16 == 0 && GROUP % 16 == 0 && K % GROUP == 0, "bad INT4 geometry");
   static_assert(MODE >= 0 && MODE <= 2 && (MH == 1 || MH == 2), "bad INT4 kernel variant");
-  constexpr int GS = GROUP / 16, U = qw4_chunk_slabs(GS, MH == 1 ? 4 : 2), C = K / 16 / U;
+  constexpr int GS = GROUP / 16, U = qw4_kernel_chunk_slabs(GS, MH), C = K / 16 / U;
   const int lane = threadIdx.x & 31;
   const int n_tiles = n_pad >> 6;
   const long long units = (long long)n_tiles * C;
@@ -218,6 +218,11 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
   qw4_load_group(scales, zeros, zero_point, ch.group, ch.tile, n_pad, lane, zc, sc);
   qw_pdl_trigger();
   qw_pdl_wait();
+  // The activations (a few KiB, L1/L2-resident: every warp reads them) are prefetched one
+  // chunk ahead like the weights, so no L2 round trip sits on the chunk's critical path.
+  unsigned ac[U][4];
+#pragma unroll
+  for (int v = 0; v < U; ++v) qw4_load_a<MH>(x, perm, K, batch, ch.slab + v, lane, ac[v]);
 
   float acc[8][4], gacc[8][4];
 #pragma unroll
@@ -232,19 +237,16 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
     const Qw4Chunk nx = more ? qw4_chunk(u + 1, C, U, GS) : ch;
     const bool same_tile = more && nx.tile == ch.tile;
     const bool same_group = same_tile && nx.group == ch.group;
-    // The activations (a few KiB, L1/L2-resident: every warp reads them) are loaded just
-    // before use; prefetching them too would cost 8-16 more registers per lane.
-    unsigned ac[U][4];
-#pragma unroll
-    for (int v = 0; v < U; ++v) qw4_load_a<MH>(x, perm, K, batch, ch.slab + v, lane, ac[v]);
     Qw4Words wn[U];
-    unsigned zn[2], sn[8];
+    unsigned zn[2], sn[8], an[U][4];
     if (more) {
 #pragma unroll
       for (int v = 0; v < U; ++v)
         wn[v] = qw4_words(ld_stream16(wl + (nx.slab + v) * wstride + nx.tile * 32));
       if (!same_group)
         qw4_load_group(scales, zeros, zero_point, nx.group, nx.tile, n_pad, lane, zn, sn);
+#pragma unroll
+      for (int v = 0; v < U; ++v) qw4_load_a<MH>(x, perm, K, batch, nx.slab + v, lane, an[v]);
     }
 #pragma unroll
     for (int v = 0; v < U; ++v) {
@@ -266,7 +268,11 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
     ++u;
     ch = nx;
 #pragma unroll
-    for (int v = 0; v < U; ++v) wc[v] = wn[v];
+    for (int v = 0; v < U; ++v) {
+      wc[v] = wn[v];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) ac[v][r] = an[v][r];
+    }
     if (!same_group)
 #pragma unroll
       for (int b = 0; b < 8; ++b) {
@@ -282,10 +288,9 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
       const wt *__restrict__ x, float *__restrict__ y, wt *__restrict__ yh,                  \
       float *__restrict__ ws, int *__restrict__ counters, int N, int n_pad, int batch
 #define QW4_GEMM_PASS W, scales, zeros, perm, zero_point, x, y, yh, ws, counters, N, n_pad, batch
-// m8: <= 128 registers so two blocks (16 warps) stay resident per SM; m16 holds twice the
-// accumulators and runs one block per SM (qw4_blocks_per_sm).
+// One block per SM for both (qw4_kernel_chunk_slabs says why).
 #define QW4_GEMM_INST(name, K, GROUP, MODE)                                                \
-  extern "C" __global__ void __launch_bounds__(QW4_THREADS, 2) name##_m8(QW4_GEMM_ARGS) {  \
+  extern "C" __global__ void __launch_bounds__(QW4_THREADS, 1) name##_m8(QW4_GEMM_ARGS) {  \
     qw4_gemm<K, GROUP, MODE, 1>(QW4_GEMM_PASS);                                            \
   }                                                                                        \
   extern "C" __global__ void __launch_bounds__(QW4_THREADS, 1) name##_m16(QW4_GEMM_ARGS) { \

@@ -86,12 +86,22 @@ QW4_HD unsigned qw4_zero_pair(unsigned z) {
 }
 
 // ---- work distribution ----
-// Slabs per chunk: 4 keeps 4 x 16-byte loads in flight per lane (8 warps x 2 blocks per SM ->
-// 32 KiB in flight per SM, above the ~20 KiB Little's law asks of an H100 SM); the m16
-// kernel (twice the accumulators) uses 2 to stay within its registers. Must divide the
-// group's slab count (K/16 for a one-group matrix may be odd: then 1).
+// Slabs per chunk (the unit of prefetch): the largest of 8/4/2/1 dividing the group's slab
+// count (K/16 for a one-group matrix may be odd: then 1) and at most max_u.
 QW4_HD constexpr int qw4_chunk_slabs(int group_slabs, int max_u) {
-  return (max_u >= 4 && group_slabs % 4 == 0) ? 4 : (max_u >= 2 && group_slabs % 2 == 0) ? 2 : 1;
+  return (max_u >= 8 && group_slabs % 8 == 0)   ? 8
+         : (max_u >= 4 && group_slabs % 4 == 0) ? 4
+         : (max_u >= 2 && group_slabs % 2 == 0) ? 2
+                                                : 1;
+}
+// The kernels' chunk: 8 slabs for m8 (a lane keeps 8 x 16 bytes of weights in flight, 8 warps
+// per SM -> 32 KiB per SM, above the ~20 KiB Little's law asks of an H100 SM), 4 for m16
+// (twice the accumulators). Both run one block of 8 warps per SM with up to 255 registers:
+// at two blocks per SM (128 registers) the prefetched weights spilled to local memory, and
+// the spill store waits for the load, which serialised every chunk on DRAM latency
+// (measured on the H100: 1.7-8% of DRAM bandwidth).
+QW4_HD constexpr int qw4_kernel_chunk_slabs(int group_slabs, int mh) {
+  return qw4_chunk_slabs(group_slabs, mh == 1 ? 8 : 4);
 }
 // Workers that get work: never more than units, so every worker's range is non-empty (the
 // contributor arithmetic below relies on it).
@@ -144,13 +154,14 @@ QW4_HD int qw4_swiglu_dependents(int p, int inter, int* out) {
 // ---- launch planning (host) ----
 // Resident blocks per SM the kernels are built for (__launch_bounds__ minimum blocks).
 QW4_HD int qw4_blocks_per_sm(int batch) {
-  return batch > 8 ? 1 : 2;
+  (void)batch;  // both variants: one block per SM (qw4_kernel_chunk_slabs)
+  return 1;
 }
 // Grid size (blocks of QW4_THREADS) for a matrix: one full wave of resident blocks, so that
 // every SM streams for the whole kernel (a partial second wave would leave most SMs idle
 // while the tail runs), reduced so each warp gets at least `min_units` chunks.
 QW4_HD int qw4_plan_grid(int n_tiles, int k, int group, int batch, int num_sms, int min_units) {
-  const int u = qw4_chunk_slabs(group / 16, batch > 8 ? 2 : 4);
+  const int u = qw4_kernel_chunk_slabs(group / 16, batch > 8 ? 2 : 1);
   const long long units = (long long)n_tiles * (k / 16 / u);
   long long want = (long long)num_sms * qw4_blocks_per_sm(batch);
   long long cap = units / ((long long)QW4_WARPS * (min_units > 0 ? min_units : 1));

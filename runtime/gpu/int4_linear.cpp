@@ -29,7 +29,7 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank, c
   QW_ASSIGN_OR_RETURN(q.dequant_, module.get("int4_dequant_f16"));
   QW_CUDA(cudaDeviceGetAttribute(&q.num_sms_, cudaDevAttrMultiProcessorCount, device));
   // QW_INT4_MIN_UNITS=N: A/B of the work split on the device without rebuilding.
-  if (const char* v = std::getenv("QW_INT4_MIN_UNITS")) q.min_units_ = std::max(1, std::atoi(v));
+  if (const char* v = std::getenv("QW_INT4_MIN_UNITS")) q.min_units_ = std::max(0, std::atoi(v));
 
   long long ws_floats = 1, counter_ints = 1;
   const int64_t layers = artifact.config().num_hidden_layers;
@@ -80,7 +80,8 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank, c
 }
 
 int Int4Linear::grid(const Matrix& m, int rows) const {
-  return qw4_plan_grid(m.padded_rows / 64, m.cols, m.group, rows, num_sms_, min_units_);
+  const int min_units = min_units_ > 0 ? min_units_ : rows > 8 ? 8 : 4;
+  return qw4_plan_grid(m.padded_rows / 64, m.cols, m.group, rows, num_sms_, min_units);
 }
 
 Status Int4Linear::multiply(Int4Proj p, int layer, const void* x, int rows, float* y, void* yh,

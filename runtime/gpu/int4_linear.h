@@ -1,8 +1,7 @@
 // The INT4 (GPTQ, qw-int4-m16x64-v1) projections of a GPU executor: the four quantized
 // matrices of every layer bound to their device copies (packed words, scales, zeros, act-order
 // permutation: all in the weights arena), the tensor-core decode GEMMs of
-// kernels_templates/gemv_int4.cuh for up to `max_direct_rows` rows (in launches of 8 or 16
-// rows: each launch reads the 0.5-byte weights once, so 64 rows cost what one FP16 pass does),
+// kernels_templates/gemv_int4.cuh for up to kMaxDirectRows rows (launches of 8 or 16 rows),
 // and dequantization to a dense fp16 scratch matrix for longer passes, which the executor
 // then multiplies with cuBLAS.
 #pragma once
@@ -22,8 +21,11 @@ enum class Int4Proj { Qkv = 0, ORes = 1, GateUpSwiglu = 2, DownRes = 3 };
 
 class Int4Linear {
  public:
-  // Rows above this go through dequantize() + cuBLAS.
-  static constexpr int kMaxDirectRows = 64;
+  // Rows above this go through dequantize() + cuBLAS. Measured on the H100 (7b, g128): the
+  // INT4 GEMMs take 9.2 ms per decode step at 16 rows, 17.4 at 32, 33.9 at 64 (one launch per
+  // 16 rows); dequantizing every layer costs ~8.5 ms (TTFT at 2048 tokens: 62.3 vs 53.8 ms for
+  // FP16) plus FP16's 6.2-6.6 ms of cuBLAS, so 14.7-15.1 ms above 16 rows.
+  static constexpr int kMaxDirectRows = 16;
 
   // Binds every layer's quantized weights of `tp_rank` (fails naming the tensor when one is
   // missing, unquantized or not in the weights section) and allocates the kernels' workspace.
@@ -58,8 +60,10 @@ class Int4Linear {
   cudaKernel_t dequant_{};
   int num_sms_ = 0;
   // Chunks each warp gets at least (qw4_plan_grid): fewer, longer-lived warps split each tile
-  // among fewer contributors, so the last one's serial reduction is shorter.
-  int min_units_ = 1;
+  // among fewer contributors, so the last one's serial reduction is shorter. Measured on the
+  // H100 (7b shape, bench/results/int4_split_sweep_h100_2026-11-23.json): 4 for m8 launches,
+  // 8 for m16. 0: those; QW_INT4_MIN_UNITS overrides both.
+  int min_units_ = 0;
   size_t max_dense_ = 0;
   DeviceBuffer ws_, counters_;
 };

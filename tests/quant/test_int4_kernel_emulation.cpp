@@ -71,7 +71,7 @@ void emulate(const RandomInt4& r, const std::vector<uint16_t>& x, const Launch& 
              std::vector<double>& y, std::vector<double>& yh, std::vector<int>& counters,
              std::mt19937_64& rng) {
   const int K = L.K, N = int(r.m.rows), n_pad = int(r.m.padded_rows), batch = L.batch;
-  const int GS = L.group / 16, U = qw4_chunk_slabs(GS, MH == 1 ? 4 : 2), C = K / 16 / U;
+  const int GS = L.group / 16, U = qw4_kernel_chunk_slabs(GS, MH), C = K / 16 / U;
   REQUIRE(K % L.group == 0);
   REQUIRE(GS % U == 0);
   const int n_tiles = n_pad >> 6;
@@ -415,8 +415,12 @@ TEST_CASE("SwiGLU output tiles: dependency counts match the tiles that feed them
 }
 
 TEST_CASE("launch plan and workspace sizes") {
-  // 7B shapes on an H100 (132 SMs): one wave of resident blocks.
-  CHECK(qw4_plan_grid(72, 3584, 128, 1, 132, 1) == 264);
+  // 7B shapes on an H100 (132 SMs): one wave of resident blocks (one per SM).
+  CHECK(qw4_plan_grid(72, 3584, 128, 1, 132, 1) == 132);
+  CHECK(qw4_kernel_chunk_slabs(8, 1) == 8);  // g128, m8
+  CHECK(qw4_kernel_chunk_slabs(8, 2) == 4);  // g128, m16
+  CHECK(qw4_kernel_chunk_slabs(2, 1) == 2);  // g32
+  CHECK(qw4_kernel_chunk_slabs(7, 1) == 1);  // one group of K = 112
   CHECK(qw4_plan_grid(56, 18944, 128, 16, 132, 1) == 132);
   CHECK(qw4_plan_grid(1, 128, 128, 1, 132, 1) == 1);  // tiny: never more warps than chunks
   CHECK(qw4_workspace_floats(2, 3, 128, 0) == 2LL * 16 * 3 * 64);
