@@ -11,20 +11,23 @@
 namespace qw::gpu {
 namespace {
 
-constexpr const char* kProjTensor[4] = {names::kQkvWeight, names::kOProj, names::kGateUp, names::kDown};
-constexpr const char* kProjKernel[4] = {"gemv_int4_qkv", "gemv_int4_o_res", "gemv_int4_gate_up_swiglu",
-                                        "gemv_int4_down_res"};
+constexpr const char* kProjTensor[4] = {names::kQkvWeight, names::kOProj, names::kGateUp,
+                                        names::kDown};
+constexpr const char* kProjKernel[4] = {"gemv_int4_qkv", "gemv_int4_o_res",
+                                        "gemv_int4_gate_up_swiglu", "gemv_int4_down_res"};
 constexpr int kProjMode[4] = {0, 1, 2, 1};
 constexpr int kRowsPerLaunch[2] = {8, 16};  // m8, m16
 
 }  // namespace
 
-Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank, const DeviceWeights& weights,
-                                        const KernelModule& module, int device) {
+Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank,
+                                        const DeviceWeights& weights, const KernelModule& module,
+                                        int device) {
   Int4Linear q;
   for (int p = 0; p < 4; ++p)
     for (int v = 0; v < 2; ++v) {
-      QW_ASSIGN_OR_RETURN(q.gemm_[p][v], module.get(std::string(kProjKernel[p]) + (v ? "_m16" : "_m8")));
+      QW_ASSIGN_OR_RETURN(q.gemm_[p][v],
+                          module.get(std::string(kProjKernel[p]) + (v ? "_m16" : "_m8")));
     }
   QW_ASSIGN_OR_RETURN(q.dequant_, module.get("int4_dequant_f16"));
   QW_CUDA(cudaDeviceGetAttribute(&q.num_sms_, cudaDevAttrMultiProcessorCount, device));
@@ -42,7 +45,8 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank, c
       // arena plus their offset from the section's start in the mapping.
       const uint8_t* section = packed.data - packed.offset_in_section;
       const uint64_t section_bytes = weights.arena.size();
-      auto device_ptr = [&](const void* host, uint64_t bytes, const char* what) -> Expected<const void*> {
+      auto device_ptr = [&](const void* host, uint64_t bytes,
+                            const char* what) -> Expected<const void*> {
         const auto* h = static_cast<const uint8_t*>(host);
         if (h < section || uint64_t(h - section) + bytes > section_bytes || (h - section) % 16)
           return Status::Error(artifact.path() + ": the " + what + " of " + name +
@@ -58,11 +62,13 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank, c
         d.zeros = static_cast<const unsigned char*>(z);
       }
       if (m.perm_tensor) {
-        QW_ASSIGN_OR_RETURN(const void* pp, device_ptr(m.perm_tensor, uint64_t(m.cols) * 4, "act-order permutation"));
+        QW_ASSIGN_OR_RETURN(const void* pp, device_ptr(m.perm_tensor, uint64_t(m.cols) * 4,
+                                                       "act-order permutation"));
         d.perm = static_cast<const int*>(pp);
       }
       d.zero_point = m.zero_point;
-      d.rows = int(m.rows), d.cols = int(m.cols), d.padded_rows = int(m.padded_rows), d.group = int(m.group_size);
+      d.rows = int(m.rows), d.cols = int(m.cols), d.padded_rows = int(m.padded_rows),
+      d.group = int(m.group_size);
       q.layers_.push_back(d);
       q.max_dense_ = std::max(q.max_dense_, size_t(m.rows) * size_t(m.cols));
       for (int v = 0; v < 2; ++v) {
@@ -73,7 +79,8 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank, c
       counter_ints = std::max(counter_ints, qw4_counter_ints(d.padded_rows, d.rows, kProjMode[p]));
     }
   QW_ASSIGN_OR_RETURN(q.ws_, DeviceBuffer::alloc(size_t(ws_floats) * 4, "the INT4 GEMM workspace"));
-  QW_ASSIGN_OR_RETURN(q.counters_, DeviceBuffer::alloc(size_t(counter_ints) * 4, "the INT4 GEMM counters"));
+  QW_ASSIGN_OR_RETURN(q.counters_,
+                      DeviceBuffer::alloc(size_t(counter_ints) * 4, "the INT4 GEMM counters"));
   // The kernels leave the counters at zero after every launch; they start there once.
   QW_CUDA(cudaMemset(q.counters_.get(), 0, q.counters_.size()));
   return q;
@@ -86,7 +93,8 @@ int Int4Linear::grid(const Matrix& m, int rows) const {
 
 Status Int4Linear::multiply(Int4Proj p, int layer, const void* x, int rows, float* y, void* yh,
                             cudaStream_t stream) const {
-  if (rows < 1 || rows > kMaxDirectRows) return Errorf("INT4 GEMM of %d rows (1..%d)", rows, kMaxDirectRows);
+  if (rows < 1 || rows > kMaxDirectRows)
+    return Errorf("INT4 GEMM of %d rows (1..%d)", rows, kMaxDirectRows);
   const Matrix& m = matrix(p, layer);
   const int pi = int(p);
   const int out_cols = p == Int4Proj::GateUpSwiglu ? m.rows / 2 : m.rows;
@@ -99,10 +107,11 @@ Status Int4Linear::multiply(Int4Proj p, int layer, const void* x, int rows, floa
     const int grid = this->grid(m, n);
     const void* xr = static_cast<const uint16_t*>(x) + size_t(r0) * size_t(m.cols);
     float* yr = y ? y + size_t(r0) * size_t(m.rows) : nullptr;
-    void* yhr = yh ? static_cast<void*>(static_cast<uint16_t*>(yh) + size_t(r0) * size_t(out_cols)) : nullptr;
-    QW_RETURN_IF_ERROR(launch(gemm_[pi][v], dim3(unsigned(grid)), dim3(QW4_THREADS), 0, stream, m.packed, m.scales,
-                              m.zeros, m.perm, m.zero_point, xr, yr, yhr, ws_.as<float>(), counters_.as<int>(),
-                              m.rows, m.padded_rows, n));
+    void* yhr = yh ? static_cast<void*>(static_cast<uint16_t*>(yh) + size_t(r0) * size_t(out_cols))
+                   : nullptr;
+    QW_RETURN_IF_ERROR(launch(gemm_[pi][v], dim3(unsigned(grid)), dim3(QW4_THREADS), 0, stream,
+                              m.packed, m.scales, m.zeros, m.perm, m.zero_point, xr, yr, yhr,
+                              ws_.as<float>(), counters_.as<int>(), m.rows, m.padded_rows, n));
     r0 += n;
   }
   return Status::Ok();
@@ -110,9 +119,9 @@ Status Int4Linear::multiply(Int4Proj p, int layer, const void* x, int rows, floa
 
 Status Int4Linear::dequantize(Int4Proj p, int layer, void* out, cudaStream_t stream) const {
   const Matrix& m = matrix(p, layer);
-  return launch(dequant_, dim3(unsigned(m.padded_rows / 64), unsigned((m.cols + 63) / 64)), dim3(128), 0, stream,
-                m.packed, m.scales, m.zeros, m.perm, m.zero_point, m.cols, m.rows, m.padded_rows, m.group, out,
-                static_cast<long long>(m.cols));
+  return launch(dequant_, dim3(unsigned(m.padded_rows / 64), unsigned((m.cols + 63) / 64)),
+                dim3(128), 0, stream, m.packed, m.scales, m.zeros, m.perm, m.zero_point, m.cols,
+                m.rows, m.padded_rows, m.group, out, static_cast<long long>(m.cols));
 }
 
 }  // namespace qw::gpu

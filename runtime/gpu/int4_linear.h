@@ -29,8 +29,9 @@ class Int4Linear {
 
   // Binds every layer's quantized weights of `tp_rank` (fails naming the tensor when one is
   // missing, unquantized or not in the weights section) and allocates the kernels' workspace.
-  static Expected<Int4Linear> create(const Artifact& artifact, int tp_rank, const DeviceWeights& weights,
-                                     const KernelModule& module, int device);
+  static Expected<Int4Linear> create(const Artifact& artifact, int tp_rank,
+                                     const DeviceWeights& weights, const KernelModule& module,
+                                     int device);
 
   // The kernels' output convention: Qkv: y = W x (fp32 [rows][N]); ORes / DownRes: y += W x;
   // GateUpSwiglu: yh[r][n] = silu(gate) * up (fp16 [rows][N/2]). x: fp16 [rows][K].
@@ -53,7 +54,9 @@ class Int4Linear {
     int rows = 0, cols = 0, padded_rows = 0, group = 0;
   };
   int grid(const Matrix& m, int rows) const;
-  const Matrix& matrix(Int4Proj p, int layer) const { return layers_[size_t(layer) * 4 + size_t(p)]; }
+  const Matrix& matrix(Int4Proj p, int layer) const {
+    return layers_[size_t(layer) * 4 + size_t(p)];
+  }
 
   std::vector<Matrix> layers_;  // [layer][proj]
   cudaKernel_t gemm_[4][2]{};   // [proj][m8, m16]
