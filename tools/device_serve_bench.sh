@@ -38,25 +38,7 @@ if [ "${QW_TINY_CHECKS:-1}" = 1 ]; then
   cmp -s $R/tiny_gpu.txt $R/tiny_cpu.txt && echo "tiny greedy: GPU text == CPU text" || echo "tiny greedy: GPU and CPU text DIFFER"
   $BIN/qwgpu prefix-check $W/tiny.qwart --prefix 300 --steps 16 > $R/tiny_prefix_check.txt 2>&1; echo "tiny prefix-check rc=$?: $(tail -1 $R/tiny_prefix_check.txt)"
   timeout 120 $BIN/qw_gpu_tests > $R/qw_gpu_tests.txt 2>&1; echo "qw_gpu_tests rc=$?: $(tail -2 $R/qw_gpu_tests.txt | tr '\n' ' ')"
-  for mode in device host; do  # sampling on the device vs whole rows: same tokens
-    flag=$([ $mode = host ] && echo --no-device-sampling)
-    $BIN/qwrun serve $W/tiny.qwart --device gpu --port 8010 --kv-cache-gb 2 $flag > $R/serve_tiny_$mode.log 2>&1 &
-    TP=$!
-    for i in $(seq 1 120); do curl -sf localhost:8010/ready >/dev/null && break; sleep 0.5; done
-    python3 tools/sampling_consistency.py --url http://127.0.0.1:8010/v1/completions > $R/sampling_$mode.json 2>>$R/load.err
-    curl -s localhost:8010/metrics | grep -E '^qwrun:sampled_rows' > $R/sampling_metrics_$mode.txt
-    kill -TERM $TP; wait $TP
-  done
-  python3 - "$R" <<'PY'
-import json, sys
-d, h = (json.load(open(f"{sys.argv[1]}/sampling_{m}.json"))["choices"] for m in ("device", "host"))
-pairs = [(a, b) for x, y in zip(d, h) for a, b in zip(x, y)]
-same = sum(a["text"] == b["text"] for a, b in pairs)
-def lp(c): return (c["logprobs"] or {}).get("token_logprobs") or []
-dlp = max([abs(p - q) for a, b in pairs for p, q in zip(lp(a), lp(b))] or [0])
-print(f"tiny sampling on device vs host: {same}/{len(pairs)} completions identical, max |dlogprob| {dlp:.2e}")
-PY
-  echo "  device: $(tr '\n' ' ' < $R/sampling_metrics_device.txt)"
+  tools/sampling_device_vs_host.sh $BIN $W/tiny.qwart $W
   mark "tiny checks done"
 fi
 $BIN/qwc make-test-model --preset 7b --seed 1 -o $W/ck7b --tokenizer tests/data >/dev/null 2>&1

@@ -29,23 +29,7 @@ for m in tiny tiny_int4; do
   cmp -s $W/gen_${m}_gpu.txt $W/gen_${m}_cpu.txt && echo "$m greedy: GPU text == CPU text" ||
     { echo "$m greedy: GPU and CPU text DIFFER"; tail -2 $W/gen_${m}_gpu.err; }
 done
-for mode in device host; do  # sampling on the device vs whole rows: same tokens
-  flag=$([ $mode = host ] && echo --no-device-sampling)
-  $BIN/qwrun serve $W/tiny.qwart --device gpu --port 8010 --kv-cache-gb 2 $flag > $W/serve_$mode.log 2>&1 &
-  SP=$!
-  for i in $(seq 1 120); do curl -sf localhost:8010/ready > /dev/null && break; sleep 0.5; done
-  python3 tools/sampling_consistency.py --url http://127.0.0.1:8010/v1/completions > $R/sampling_$mode.json 2>> $W/load.err
-  kill -TERM $SP; wait $SP
-done
-python3 - "$R" <<'PY'
-import json, sys
-d, h = (json.load(open(f"{sys.argv[1]}/sampling_{m}.json"))["choices"] for m in ("device", "host"))
-pairs = [(a, b) for x, y in zip(d, h) for a, b in zip(x, y)]
-same = sum(a["text"] == b["text"] for a, b in pairs)
-def lp(c): return (c["logprobs"] or {}).get("token_logprobs") or []
-dlp = max([abs(p - q) for a, b in pairs for p, q in zip(lp(a), lp(b))] or [0])
-print(f"tiny sampling on device vs host (sequential requests): {same}/{len(pairs)} identical, max |dlogprob| {dlp:.2e}")
-PY
+tools/sampling_device_vs_host.sh $BIN $W/tiny.qwart $W
 mark "tiny checks done"
 [ "${QW_INT4_7B:-1}" = 1 ] || exit 0
 $BIN/qwc make-test-model --preset 7b --seed 1 -o $W/ck7b --tokenizer tests/data > /dev/null 2>&1

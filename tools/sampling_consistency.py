@@ -5,14 +5,24 @@ without --no-device-sampling) can be compared: the tokens must be identical. Req
 at a time by default: concurrent ones batch differently from run to run, and a different
 batch gives logits that differ in the last bits, which flips samples from a random-weight
 model's flat distribution. --concurrent sends them together (they share engine steps).
-Standard library only."""
+`--compare A.json B.json` prints how many completions of two such outputs are identical (exit
+1 unless all are). Standard library only."""
 import argparse, json, threading, urllib.request
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--url", default="http://127.0.0.1:8000/v1/completions")
 ap.add_argument("--max-tokens", type=int, default=48)
 ap.add_argument("--concurrent", action="store_true")
+ap.add_argument("--compare", nargs=2, metavar=("A", "B"))
 args = ap.parse_args()
+if args.compare:
+    a, b = (json.load(open(f))["choices"] for f in args.compare)
+    pairs = [(x, y) for xs, ys in zip(a, b) for x, y in zip(xs, ys)]
+    same = sum(x["text"] == y["text"] for x, y in pairs)
+    lp = lambda c: (c["logprobs"] or {}).get("token_logprobs") or []
+    dlp = max([abs(p - q) for x, y in pairs for p, q in zip(lp(x), lp(y))] or [0])
+    print(f"{same}/{len(pairs)} completions identical, max |dlogprob| {dlp:.2e}")
+    raise SystemExit(0 if same == len(pairs) else 1)
 settings = [
     {"temperature": 0},
     {"temperature": 0, "logprobs": 3, "repetition_penalty": 1.3},
