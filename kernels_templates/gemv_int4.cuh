@@ -290,10 +290,10 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
 #define QW4_GEMM_PASS W, scales, zeros, perm, zero_point, x, y, yh, ws, counters, N, n_pad, batch
 // One block per SM for both (qw4_kernel_chunk_slabs says why).
 #define QW4_GEMM_INST(name, K, GROUP, MODE)                                                \
-  extern "C" __global__ void __launch_bounds__(QW4_THREADS, 1) name##_m8(QW4_GEMM_ARGS) {  \
+  extern "C" __global__ void __launch_bounds__(QW4_THREADS, QW4_BLOCKS_PER_SM) name##_m8(QW4_GEMM_ARGS) {  \
     qw4_gemm<K, GROUP, MODE, 1>(QW4_GEMM_PASS);                                            \
   }                                                                                        \
-  extern "C" __global__ void __launch_bounds__(QW4_THREADS, 1) name##_m16(QW4_GEMM_ARGS) { \
+  extern "C" __global__ void __launch_bounds__(QW4_THREADS, QW4_BLOCKS_PER_SM) name##_m16(QW4_GEMM_ARGS) { \
     qw4_gemm<K, GROUP, MODE, 2>(QW4_GEMM_PASS);                                            \
   }
 

@@ -152,18 +152,16 @@ QW4_HD int qw4_swiglu_dependents(int p, int inter, int* out) {
 }
 
 // ---- launch planning (host) ----
-// Resident blocks per SM the kernels are built for (__launch_bounds__ minimum blocks).
-QW4_HD int qw4_blocks_per_sm(int batch) {
-  (void)batch;  // both variants: one block per SM (qw4_kernel_chunk_slabs)
-  return 1;
-}
+// Resident blocks per SM the kernels are built for (__launch_bounds__ minimum blocks; both
+// variants, qw4_kernel_chunk_slabs says why).
+#define QW4_BLOCKS_PER_SM 1
 // Grid size (blocks of QW4_THREADS) for a matrix: one full wave of resident blocks, so that
 // every SM streams for the whole kernel (a partial second wave would leave most SMs idle
 // while the tail runs), reduced so each warp gets at least `min_units` chunks.
 QW4_HD int qw4_plan_grid(int n_tiles, int k, int group, int batch, int num_sms, int min_units) {
   const int u = qw4_kernel_chunk_slabs(group / 16, batch > 8 ? 2 : 1);
   const long long units = (long long)n_tiles * (k / 16 / u);
-  long long want = (long long)num_sms * qw4_blocks_per_sm(batch);
+  long long want = (long long)num_sms * QW4_BLOCKS_PER_SM;
   long long cap = units / ((long long)QW4_WARPS * (min_units > 0 ? min_units : 1));
   if (cap < 1) cap = 1;
   return int(want < cap ? want : cap);

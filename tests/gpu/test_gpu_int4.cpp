@@ -92,28 +92,6 @@ int num_sms() {
   return n;
 }
 
-template <typename T>
-DeviceBuffer upload(const std::vector<T>& v) {
-  auto b = DeviceBuffer::alloc(std::max<size_t>(1, v.size() * sizeof(T)), "test");
-  REQUIRE(b.ok());
-  if (!v.empty())
-    REQUIRE(cudaMemcpy(b->get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice) ==
-            cudaSuccess);
-  return std::move(*b);
-}
-template <typename T>
-std::vector<T> download(const DeviceBuffer& b, size_t n) {
-  std::vector<T> v(n);
-  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
-  REQUIRE(cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost) == cudaSuccess);
-  return v;
-}
-DeviceBuffer poisoned(size_t bytes) {
-  auto b = DeviceBuffer::alloc(bytes, "test");
-  REQUIRE(b.ok());
-  REQUIRE(cudaMemset(b->get(), 0xff, bytes) == cudaSuccess);  // NaN in f32 and f16
-  return std::move(*b);
-}
 void check_launch(const Status& s) {
   REQUIRE_MESSAGE(s.ok(), s.message());
 }

@@ -24,7 +24,10 @@ using namespace qw::gpu;
 
 namespace {
 
+using qw::testing::download;
 using qw::testing::have_gpu;
+using qw::testing::poisoned;
+using qw::testing::upload;
 uint64_t seed() { return qw::testing::gpu_test_seed(); }
 
 struct Model {
@@ -91,26 +94,6 @@ std::vector<float> randf(size_t n, std::mt19937_64& rng, float scale) {
   return v;
 }
 
-template <typename T>
-DeviceBuffer upload(const std::vector<T>& v) {
-  auto b = DeviceBuffer::alloc(v.size() * sizeof(T), "test");
-  REQUIRE(b.ok());
-  REQUIRE(cudaMemcpy(b->get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess);
-  return std::move(*b);
-}
-template <typename T>
-std::vector<T> download(const DeviceBuffer& b, size_t n) {
-  std::vector<T> v(n);
-  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
-  REQUIRE(cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost) == cudaSuccess);
-  return v;
-}
-DeviceBuffer poisoned(size_t bytes) {
-  auto b = DeviceBuffer::alloc(bytes, "test");
-  REQUIRE(b.ok());
-  REQUIRE(cudaMemset(b->get(), 0xff, bytes) == cudaSuccess);  // NaN in f32, f16 and bf16
-  return std::move(*b);
-}
 
 // ||a - ref|| / ||ref||; NaN anywhere fails.
 double rel_err(const std::vector<double>& ref, const std::vector<double>& got) {
