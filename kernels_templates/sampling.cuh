@@ -78,13 +78,31 @@ extern "C" __global__ void __launch_bounds__(QW_REDUCE_THREADS)
     s_mask = 0;
     s_remaining = a.k;
   }
-  for (int shift = 24; shift >= 0; shift -= 8) {
+  // k == 1 (greedy): the k-th largest key is the largest; one pass instead of four.
+  if (a.k == 1) {
+    u32 km = 0;
+    for (int i = tid; i < n; i += QW_REDUCE_THREADS) km = max(km, qw_order_key(v[i]));
+    km = __reduce_max_sync(0xffffffffu, km);
+    if (lane == 0) (&hist[0][0])[warp] = int(km);
+    __syncthreads();
+    if (tid == 0) {
+      u32 m = 0;
+      for (int w = 0; w < kWarps; ++w) m = max(m, u32((&hist[0][0])[w]));
+      s_prefix = m;
+    }
+    __syncthreads();
+  }
+  for (int shift = 24; a.k > 1 && shift >= 0; shift -= 8) {
     for (int i = tid; i < kWarps * 256; i += QW_REDUCE_THREADS) (&hist[0][0])[i] = 0;
     __syncthreads();
     const u32 prefix = s_prefix, mask = s_mask;
     for (int i = tid; i < n; i += QW_REDUCE_THREADS) {
       const u32 key = qw_order_key(v[i]);
-      if ((key & mask) == prefix) atomicAdd(&hist[warp][(key >> shift) & 0xffu], 1);
+      // Logits of one row mostly share their top bits: one atomic per distinct bin per
+      // warp, not 32 serialized ones.
+      const u32 bin = (key & mask) == prefix ? (key >> shift) & 0xffu : 0x100u;
+      const u32 peers = __match_any_sync(__activemask(), bin);
+      if (bin != 0x100u && lane == __ffs(peers) - 1) atomicAdd(&hist[warp][bin], __popc(peers));
     }
     __syncthreads();
     if (tid < 256) {

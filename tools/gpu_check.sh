@@ -79,6 +79,9 @@ if [ $TINY_CORE = 1 ]; then
     row "tiny $dt logits+greedy vs HF fp32" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/cmp_tiny_$dt.log" | cut -c1-200)"
     run batch_tiny_$dt "$BIN/qwgpu" batch-check "$A" --seqs 8 --steps 24; rc=$?
     row "tiny $dt batched==alone (8 seqs)" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/batch_tiny_$dt.log")"
+    # Decode batches 1..40 against the CPU executor: CUDA-core GEMV, tensor-core and cuBLAS paths.
+    run cpucheck_tiny_$dt "$BIN/qwgpu" cpu-check "$A" --seqs 40; rc=$?
+    row "tiny $dt GPU==CPU executor (1..40 rows)" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/cpucheck_tiny_$dt.log" | cut -c1-160)"
     run prefix_tiny_$dt "$BIN/qwgpu" prefix-check "$A" --prefix 300 --steps 16; rc=$?
     row "tiny $dt prefix cache==recompute" $([ $rc -eq 0 ] && echo ok || echo FAIL) "$(tail -n1 "$OUTD/prefix_tiny_$dt.log" | cut -c1-160)"
   done
@@ -144,7 +147,7 @@ print(' '.join('b%s %.3f/%.3f ms=%.0f%%'%(k,v['floor_ms'],v['measured_ms'],100*v
   row "7b graph replay ms (GPU only)" info "$(python3 -c "import json;d=json.load(open('$RES/bench7b.json'))['graph_replay_ms'];print(' '.join('b%s %.3f'%(k,v) for k,v in d.items()))" 2>&1)"
   run sweep7b "$BIN/qwgpu" sweep "$A7" -o "$RES/sweep7b.json"; rc=$?
   row "7b sweep (pdl/gemv/flash A-B)" $([ $rc -eq 0 ] && echo info || echo FAIL) "see sweep7b.log"
-  if command -v ncu >/dev/null; then  # per-kernel table of one decode step at batch 1 (no graphs)
+  if [ "${QW_SKIP_NCU:-0}" != 1 ] && command -v ncu >/dev/null; then  # per-kernel table of one decode step at batch 1 (no graphs)
     head -c 256 "$WORK/tok512.i32" > "$WORK/prompt64.i32"
     M=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,launch__registers_per_thread
     QW_GRAPH_MAX=0 run ncu7b timeout 150 ncu --clock-control none --metrics $M --csv \

@@ -81,6 +81,7 @@ Expected<nlohmann::ordered_json> run_throughput_bench(ModelExecutor& model,
                                                           {"ttft_ms", median(ts) * 1e3}};
     }
   }
+  if (!o.batch_sizes.empty()) out["decode_sampling"] = "greedy, argmax where the logits are (step_reduced)";
   for (int64_t B : o.batch_sizes) {
     std::vector<std::vector<int32_t>> prompts;
     std::vector<StepInput> ins(static_cast<size_t>(B));
@@ -91,15 +92,28 @@ Expected<nlohmann::ordered_json> run_throughput_bench(ModelExecutor& model,
     }
     QW_RETURN_IF_ERROR(model.step(ins, logits));
     std::vector<int32_t> tok(static_cast<size_t>(B));
+    for (auto& t : tok) t = int32_t(rng() % uint64_t(vocab));
+    // Greedy decoding as the server runs it: the argmax is taken where the logits are (on
+    // the GPU), only the chosen ids cross to the host, and they are the next tokens.
+    const std::vector<CandidateRequest> greedy(static_cast<size_t>(B), CandidateRequest{.k = 1});
+    StepRows rows;
     std::vector<double> ts;
     for (int64_t s = 0; s < o.decode_steps; ++s) {
       for (int64_t i = 0; i < B; ++i) {
-        tok[size_t(i)] = int32_t(rng() % uint64_t(vocab));
         ins[size_t(i)].tokens = std::span<const int32_t>(&tok[size_t(i)], 1);
         ins[size_t(i)].start_pos = o.decode_context + s;
       }
       const double t = now_s();
-      QW_RETURN_IF_ERROR(model.step(ins, logits));
+      QW_RETURN_IF_ERROR(model.step_reduced(ins, greedy, rows));
+      for (int64_t i = 0; i < B; ++i) {
+        const RowCandidates& c = rows.candidates[size_t(i)];
+        if (rows.row_index[size_t(i)] < 0 && !c.ids.empty()) {
+          tok[size_t(i)] = c.ids[0];
+        } else {  // a whole row: its argmax
+          const auto row = rows.rows.subspan(size_t(rows.row_index[size_t(i)] * vocab), size_t(vocab));
+          tok[size_t(i)] = int32_t(std::max_element(row.begin(), row.end()) - row.begin());
+        }
+      }
       if (s >= 4) ts.push_back(now_s() - t);  // a few warm-up steps
     }
     for (int64_t i = 0; i < B; ++i) model.release(kBenchSeq + SeqId(i));

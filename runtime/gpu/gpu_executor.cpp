@@ -12,6 +12,7 @@
 
 #include "artifact/tensor_names.h"
 #include "cpu/rope.h"
+#include "kernels_templates/gemv_tc_plan.cuh"
 #include "quant/int4_artifact.h"
 
 namespace qw::gpu {
@@ -37,16 +38,18 @@ size_t tiles_offset(int64_t rows) { return align_up(size_t(rows) * 24, 16); }
 constexpr int kDecodeBuckets[] = {1, 2, 4, 8, 16, 32, 64};
 constexpr int kFlashRows = 64;  // query rows per flash-attention tile (QW_FA_BM)
 
-// QW_PDL=0, QW_ATTN=paged, QW_GEMV_MAX_ROWS=N, QW_GRAPH_MAX=N override the options
+// QW_PDL=0, QW_ATTN=paged, QW_GEMV_MAX_ROWS=N, QW_TC_MAX_ROWS=N, QW_GRAPH_MAX=N override the options
 // (A/B measurements on the device without rebuilding).
 void apply_env_overrides(GpuExecutorOptions& o) {
   if (const char* v = std::getenv("QW_PDL")) o.pdl = std::atoi(v) != 0;
   if (const char* v = std::getenv("QW_ATTN")) o.flash_attention = std::string(v) != "paged";
   if (const char* v = std::getenv("QW_GEMV_MAX_ROWS")) o.gemv_max_rows = std::clamp(std::atoi(v), 0, 8);
+  if (const char* v = std::getenv("QW_TC_MAX_ROWS")) o.tc_max_rows = std::atoi(v);
   if (const char* v = std::getenv("QW_GRAPH_MAX")) o.max_graph_batch = std::atoi(v);
 }
 constexpr const char* kGemvNames[4] = {"gemv_hidden", "gemv_o_res", "gemv_gate_up_swiglu", "gemv_down_res"};
 enum GemvKind { kGemvHidden = 0, kGemvORes = 1, kGemvGateUp = 2, kGemvDownRes = 3 };
+constexpr const char* kTcNames[] = {"tc_qkv", "tc_o_res", "tc_gate_up_swiglu", "tc_down_res", "tc_lm_head"};
 
 }  // namespace
 
@@ -58,6 +61,15 @@ Expected<std::unique_ptr<GpuExecutor>> GpuExecutor::create(std::shared_ptr<const
 }
 
 GpuExecutor::~GpuExecutor() {
+  if (trace_.on) {
+    const double n = std::max(trace_.steps, 1);
+    std::fprintf(stderr,
+                 "qwrun: step trace: %d graph steps, mean us: host prep %.1f, upload+graph (GPU) %.1f, "
+                 "logits reduce/copy (GPU+sync) %.1f, wall %.1f\n",
+                 trace_.steps, trace_.prep_us / n, trace_.graph_us / n, trace_.logits_us / n, trace_.wall_us / n);
+    for (cudaEvent_t e : trace_.ev)
+      if (e) cudaEventDestroy(e);
+  }
   for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g);
   if (cublas_) cublasDestroy(static_cast<cublasHandle_t>(cublas_));
 }
@@ -74,6 +86,7 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   opts_ = opts;
   apply_env_overrides(opts_);
   opts_.gemv_max_rows = std::clamp(opts_.gemv_max_rows, 0, 8);
+  opts_.tc_max_rows = std::clamp(opts_.tc_max_rows, 0, QW_TC_MAX_ROWS);
   cfg_ = art_->config();
   plan_ = art_->tp_plan();
   dtype_ = art_->weight_dtype();
@@ -93,6 +106,10 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   QW_CUDA(cudaGetDeviceCount(&ndev));
   if (device_ < 0 || device_ >= ndev) return Errorf("GPU %d requested but %d present", device_, ndev);
   QW_CUDA(cudaSetDevice(device_));
+  if (const char* v = std::getenv("QW_STEP_TRACE"); v && std::atoi(v) != 0) {
+    trace_.on = true;
+    for (cudaEvent_t& e : trace_.ev) QW_CUDA(cudaEventCreate(&e));
+  }
   cudaDeviceProp prop{};
   QW_CUDA(cudaGetDeviceProperties(&prop, device_));
   device_name_ = prop.name;
@@ -123,6 +140,10 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
     for (int b = 1; b <= 8; ++b) {
       QW_ASSIGN_OR_RETURN(k_gemv_[g][b - 1], module_.get(std::string(kGemvNames[g]) + "_b" + std::to_string(b)));
     }
+  for (int m = 0; m < kTcMatrices; ++m)
+    for (int j = 0; j < 3; ++j) {
+      QW_ASSIGN_OR_RETURN(k_tc_[m][j], module_.get(std::string(kTcNames[m]) + "_n" + std::to_string(1 << j)));
+    }
 
   // Tensor addresses.
   auto addr = [&](const std::string& name, int64_t want_numel) -> Expected<const void*> {
@@ -138,6 +159,12 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   const int64_t QH = plan_.q_heads_per_rank, KVH = plan_.kv_heads_per_rank;
   qkv_cols_ = (QH + 2 * KVH) * D;
   vocab_rows_ = cfg_.vocab_size;
+  // The same constants the kernels were specialised with (gemv_tc.cuh's kTcSplit*).
+  tc_split_[kTcQkv] = qw_tc_split(qw_tc_tiles(int(qkv_cols_), false), int(H));
+  tc_split_[kTcORes] = qw_tc_split(qw_tc_tiles(int(H), false), int(QH * D));
+  tc_split_[kTcGateUp] = qw_tc_split(qw_tc_tiles(int(I), true), int(H));
+  tc_split_[kTcDownRes] = qw_tc_split(qw_tc_tiles(int(H), false), int(I));
+  tc_split_[kTcLmHead] = qw_tc_split(qw_tc_tiles(int(cfg_.vocab_size), false), int(H));
   QW_ASSIGN_OR_RETURN(embed_, addr(names::kEmbed, cfg_.vocab_size * H));
   QW_ASSIGN_OR_RETURN(final_norm_, addr(names::kFinalNorm, H));
   if (art_->has_tensor(names::kLmHead, rank)) {
@@ -310,6 +337,21 @@ Status GpuExecutor::gemm(const void* a, const void* w, float* c, int rows, int n
   return Status::Ok();
 }
 
+GpuExecutor::DenseKernel GpuExecutor::dense_kernel(int rows) const {
+  if (int4_) return DenseKernel::Cublas;  // (the INT4 matrices have their own kernels)
+  if (rows <= opts_.gemv_max_rows) return DenseKernel::Gemv;
+  if (rows <= opts_.tc_max_rows) return DenseKernel::TensorCore;
+  return DenseKernel::Cublas;
+}
+
+Status GpuExecutor::tc_linear(TcMatrix m, const void* w, const void* x, int rows, float* y, void* yh, int n) {
+  const int split = tc_split_[m];
+  const int nt = qw_tc_ntiles(rows);
+  const int tiles = qw_tc_tiles(n, m == kTcGateUp);
+  return run_kernel(k_tc_[m][nt == 1 ? 0 : nt == 2 ? 1 : 2], dim3(unsigned(qw_tc_blocks(tiles, split))),
+                    dim3(unsigned(qw_tc_warps_per_block(split) * 32)), w, x, y, yh, n, rows);
+}
+
 Status GpuExecutor::int4_projection(Int4Proj p, int l, const void* x, int rows, float* y) {
   cudaStream_t s = stream_.get();
   if (rows <= Int4Linear::kMaxDirectRows) return int4_->multiply(p, l, x, rows, y, act_, s);
@@ -331,14 +373,20 @@ Status GpuExecutor::int4_projection(Int4Proj p, int l, const void* x, int rows, 
 Status GpuExecutor::lm_head(int first_row, int rows) {
   const int H = int(cfg_.hidden_size);
   const int* idx = d_logit_rows_ + first_row;
-  pdl_now_ = pdl_ && rows <= opts_.gemv_max_rows;
+  // lm_head is fp16 in every artifact, INT4 included: its kernel choice ignores int4_.
+  const DenseKernel dk = rows <= opts_.gemv_max_rows ? DenseKernel::Gemv
+                         : rows <= opts_.tc_max_rows ? DenseKernel::TensorCore
+                                                     : DenseKernel::Cublas;
+  pdl_now_ = pdl_ && dk == DenseKernel::Gemv;
   QW_RETURN_IF_ERROR(run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_, static_cast<const float*>(nullptr),
                             final_norm_, hl_, rows, idx));
-  if (rows <= opts_.gemv_max_rows) {
-    const int n = int(vocab_rows_);
+  const int n = int(vocab_rows_);
+  if (dk == DenseKernel::Gemv) {
     return run_kernel(k_gemv_[kGemvHidden][rows - 1], dim3((n + 7) / 8), dim3(128), lm_head_w_,
                   static_cast<const void*>(hl_), logits_, static_cast<void*>(nullptr), n);
   }
+  if (dk == DenseKernel::TensorCore)
+    return tc_linear(kTcLmHead, lm_head_w_, hl_, rows, logits_, nullptr, n);
   return gemm(hl_, lm_head_w_, logits_, rows, int(vocab_rows_), H, false);
 }
 
@@ -360,7 +408,8 @@ Status GpuExecutor::end_row_parallel(int rows) {
 Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
   const int H = int(cfg_.hidden_size), D = int(cfg_.head_dim), I = int(plan_.intermediate_per_rank);
   const int QH = int(plan_.q_heads_per_rank), KVH = int(plan_.kv_heads_per_rank);
-  const bool gemv = rows <= opts_.gemv_max_rows && !int4_;
+  const DenseKernel dk = dense_kernel(rows);
+  const bool gemv = dk == DenseKernel::Gemv, tc = dk == DenseKernel::TensorCore;
   pdl_now_ = pdl_ && gemv;
   const float scale_log2 = float(1.0 / std::sqrt(double(D)) * 1.4426950408889634);
   const float* nullf = nullptr;
@@ -374,10 +423,12 @@ Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
     } else if (gemv) {
       QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvHidden][rows - 1], dim3(unsigned((qkv_cols_ + 7) / 8)), dim3(128),
                                 w.qkv_w, static_cast<const void*>(h_), qkv_, static_cast<void*>(nullptr), int(qkv_cols_)));
+    } else if (tc) {
+      QW_RETURN_IF_ERROR(tc_linear(kTcQkv, w.qkv_w, h_, rows, qkv_, nullptr, int(qkv_cols_)));
     } else {
       QW_RETURN_IF_ERROR(gemm(h_, w.qkv_w, qkv_, rows, int(qkv_cols_), H, false));
     }
-    QW_RETURN_IF_ERROR(run_kernel(k_rope_, dim3(rows), dim3(256), static_cast<const float*>(qkv_), w.qkv_b,
+    QW_RETURN_IF_ERROR(run_kernel(k_rope_, dim3(unsigned(rows), unsigned(QH + 2 * KVH)), dim3(unsigned(D / 2)), static_cast<const float*>(qkv_), w.qkv_b,
                               static_cast<const int*>(d_pos_), static_cast<const long long*>(d_slots_),
                               static_cast<const float*>(inv_freq_), mscale_, qf_, kcache(int(l)), vcache(int(l)), rows));
     if (ntiles > 0) {
@@ -402,6 +453,8 @@ Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
     } else if (gemv) {
       QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvORes][rows - 1], dim3((H + 7) / 8), dim3(128), w.o_w,
                                 static_cast<const void*>(attn_), x_, static_cast<void*>(nullptr), H));
+    } else if (tc) {
+      QW_RETURN_IF_ERROR(tc_linear(kTcORes, w.o_w, attn_, rows, x_, nullptr, H));
     } else {
       QW_RETURN_IF_ERROR(gemm(attn_, w.o_w, x_, rows, H, QH * D, true));
     }
@@ -417,6 +470,10 @@ Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
       QW_RETURN_IF_ERROR(begin_row_parallel(rows));
       QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvDownRes][rows - 1], dim3((H + 7) / 8), dim3(128), w.down_w,
                                 static_cast<const void*>(act_), x_, static_cast<void*>(nullptr), H));
+    } else if (tc) {
+      QW_RETURN_IF_ERROR(tc_linear(kTcGateUp, w.gu_w, h_, rows, nullptr, act_, I));
+      QW_RETURN_IF_ERROR(begin_row_parallel(rows));
+      QW_RETURN_IF_ERROR(tc_linear(kTcDownRes, w.down_w, act_, rows, x_, nullptr, H));
     } else {
       QW_RETURN_IF_ERROR(gemm(h_, w.gu_w, gu_, rows, 2 * I, H, false));
       QW_RETURN_IF_ERROR(run_kernel(k_swiglu_, dim3(unsigned(std::min<int64_t>((int64_t(rows) * I + 255) / 256, 65535))),
@@ -486,6 +543,7 @@ Status GpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& 
 }
 
 Status GpuExecutor::run_step(std::span<const StepInput> inputs, std::vector<float>& logits, bool allow_view) {
+  if (trace_.on) trace_.t_entry = std::chrono::steady_clock::now();
   logits.clear();
   QW_CUDA(cudaSetDevice(device_));
   std::unordered_set<SeqId> seen;
@@ -597,6 +655,9 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
     // In a graph every row produces logits; map logit rows to identity.
     for (int r = 0; r < bucket; ++r) h_lrows[r] = r;
   }
+  const bool trace = trace_.on && use_graph;
+  if (trace) QW_CUDA(cudaEventRecord(trace_.ev[0], s));
+  const auto t_launch = std::chrono::steady_clock::now();
   QW_CUDA(cudaMemcpyAsync(meta_.get(), hm, meta_header_bytes_, cudaMemcpyHostToDevice, s));
   const int table_rows = npieces + (use_graph ? 1 : 0);
   QW_CUDA(cudaMemcpy2DAsync(d_tables_, size_t(bt_stride_) * 4, h_tables, size_t(bt_stride_) * 4,
@@ -604,6 +665,7 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
   const size_t V = size_t(logit_columns()), Vr = size_t(vocab_rows_);
   if (use_graph) {
     QW_CUDA(cudaGraphLaunch(graphs_.at(bucket), s));
+    if (trace) QW_CUDA(cudaEventRecord(trace_.ev[1], s));
     // Logits of the rows that asked for them (in graph mode rows == pieces).
     std::vector<int> wanted;
     for (int r = 0; r < rows; ++r) {
@@ -616,6 +678,19 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
       view_rows_ = size_t(rows);  // the rows stay where they are, in order
     } else {
       QW_RETURN_IF_ERROR(emit_logits(wanted, logits));
+    }
+    if (trace) {
+      QW_CUDA(cudaEventRecord(trace_.ev[2], s));
+      QW_CUDA(cudaEventSynchronize(trace_.ev[2]));
+      float g = 0, l = 0;
+      QW_CUDA(cudaEventElapsedTime(&g, trace_.ev[0], trace_.ev[1]));
+      QW_CUDA(cudaEventElapsedTime(&l, trace_.ev[1], trace_.ev[2]));
+      const auto now = std::chrono::steady_clock::now();
+      trace_.steps++;
+      trace_.prep_us += std::chrono::duration<double, std::micro>(t_launch - trace_.t_entry).count();
+      trace_.graph_us += g * 1e3;
+      trace_.logits_us += l * 1e3;
+      trace_.wall_us += std::chrono::duration<double, std::micro>(now - trace_.t_entry).count();
     }
   } else {
     QW_RETURN_IF_ERROR(forward(rows, attention_splits(rows), flash ? ntiles : 0));

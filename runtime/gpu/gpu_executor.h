@@ -1,9 +1,11 @@
 // The GPU backend of ModelExecutor: weights resident in one arena, NVRTC-compiled kernels
 // specialised for the model, a paged KV cache (fixed 32-token blocks from one pool, block
 // tables per sequence), cuBLAS GEMMs for prefill, tensor-core flash attention for prompt
-// chunks, own GEMV kernels for decode (<= gemv_max_rows rows, cuBLAS above), and CUDA graphs
+// chunks, own GEMV kernels for decode (CUDA cores <= gemv_max_rows rows, tensor cores <=
+// tc_max_rows, cuBLAS above), and CUDA graphs
 // for decode steps per batch bucket 1..64 (captured at start).
 #pragma once
+#include <chrono>
 #include <cuda_runtime.h>
 
 #include <map>
@@ -38,6 +40,11 @@ struct GpuExecutorOptions {
   // graph replay): own 5.40/5.69/5.90 ms at 1/2/4 rows vs cuBLAS 6.14/6.17/6.21; at 8 rows
   // cuBLAS 6.26 vs own 7.42 (docs/performance.md).
   int gemv_max_rows = 4;
+  // Decode rows above gemv_max_rows and up to this use the tensor-core decode GEMMs
+  // (gemv_tc.cuh), more cuBLAS (0..32). Measured on the H100 (7b, graph replay ms):
+  // b8 6.03 vs cuBLAS 6.29; b16 6.49 vs 6.33; b32 8.69 vs 6.35 (every warp re-reads the
+  // activations from L1/L2: at 32 rows that is twice the weight bytes). So 8.
+  int tc_max_rows = 8;
   // Programmatic dependent launch on the GEMV path (sm_90). Off: measured slower (b1 5.54
   // vs 5.40 ms, b2 6.25 vs 5.69 ms); QW_PDL=1 turns it on for measurements.
   bool pdl = false;
@@ -136,6 +143,12 @@ class GpuExecutor final : public ModelExecutor {
   // `logits`, or in a step_reduced() reduced where requested.
   Status emit_logits(std::span<const int> device_rows, std::vector<float>& logits);
   Status gemm(const void* a, const void* w, float* c, int rows, int n, int k, bool accumulate);
+  // Which kernels multiply the dense matrices of a pass of `rows` rows.
+  enum class DenseKernel { Gemv, TensorCore, Cublas };
+  DenseKernel dense_kernel(int rows) const;
+  enum TcMatrix { kTcQkv = 0, kTcORes, kTcGateUp, kTcDownRes, kTcLmHead, kTcMatrices };
+  // y (or yh for the SwiGLU matrix) for `rows` <= QW_TC_MAX_ROWS activation rows of x.
+  Status tc_linear(TcMatrix m, const void* w, const void* x, int rows, float* y, void* yh, int n);
   // One projection of layer `l` of an INT4 artifact: the INT4 GEMM kernels up to
   // Int4Linear::kMaxDirectRows rows, dequantization + cuBLAS above (GateUpSwiglu leaves
   // silu(gate) * up in act_ either way).
@@ -151,6 +164,18 @@ class GpuExecutor final : public ModelExecutor {
   void* kcache(int layer) const;
   void* vcache(int layer) const;
   int attention_splits(int rows) const;
+
+  // QW_STEP_TRACE=1: where the wall time of graph-replayed decode steps goes (host
+  // preparation, metadata upload + graph on the GPU, logits reduction/copy), printed to
+  // stderr when the executor is destroyed. A measurement aid; off costs nothing.
+  struct StepTrace {
+    bool on = false;
+    int steps = 0;
+    double prep_us = 0, graph_us = 0, logits_us = 0, wall_us = 0;
+    cudaEvent_t ev[3]{};
+    std::chrono::steady_clock::time_point t_entry;
+  };
+  StepTrace trace_;
 
   std::shared_ptr<const Artifact> art_;
   GpuExecutorOptions opts_;
@@ -176,6 +201,8 @@ class GpuExecutor final : public ModelExecutor {
   bool pdl_now_ = false;  // this forward: pdl_ on the GEMV path (no cuBLAS kernels between ours)
   DeviceBuffer cublas_ws_;
   cudaKernel_t k_gemv_[4][8]{};  // hidden, o_res, gate_up_swiglu, down_res; batch 1..8
+  cudaKernel_t k_tc_[kTcMatrices][3]{};  // per TcMatrix; 1, 2, 4 n-tiles of 8 rows
+  int tc_split_[kTcMatrices]{};          // warps per tile, as the kernels were compiled
   std::optional<Int4Linear> int4_;  // INT4 artifacts
   DeviceBuffer int4_dense_;         // fp16 scratch: one dequantized matrix (long passes)
 

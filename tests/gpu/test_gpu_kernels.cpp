@@ -18,6 +18,7 @@
 #include "gpu/cuda_util.h"
 #include "gpu/kernel_module.h"
 #include "gpu/gpu_test_support.h"
+#include "kernels_templates/gemv_tc_plan.cuh"
 
 using namespace qw;
 using namespace qw::gpu;
@@ -59,11 +60,19 @@ Model test_model(DType dt) {
   return m;
 }
 
-KernelModule& module_for(DType dt) {
+// inter_k_tail: an intermediate size that is not a multiple of 32 (down_proj's K then
+// ends in a partial 32-wide unit, as 72B's 29568 / tp 8 = 3696 does).
+Model test_model_k_tail(DType dt) {
+  Model m = test_model(dt);
+  m.cfg.intermediate_size = m.plan.intermediate_per_rank = 1240;
+  return m;
+}
+
+KernelModule& module_for(DType dt, bool inter_k_tail = false) {
   static std::map<int, std::unique_ptr<KernelModule>> mods;
-  auto& p = mods[int(dt)];
+  auto& p = mods[int(dt) * 2 + int(inter_k_tail)];
   if (!p) {
-    Model m = test_model(dt);
+    Model m = inter_k_tail ? test_model_k_tail(dt) : test_model(dt);
     auto mod = KernelModule::compile_for_device(m.cfg, m.plan, dt, 0);
     REQUIRE_MESSAGE(mod.ok(), mod.status().message());
     std::printf("module (%s): %s %s in %.2f s\n", std::string(dtype_name(dt)).c_str(),
@@ -245,6 +254,87 @@ TEST_CASE("decode GEMV kernels (plain, residual, fused SwiGLU) for 1..8 rows") {
   }
 }
 
+TEST_CASE("tensor-core decode GEMMs: every matrix, 1..32 rows, K tails, batch invariance") {
+  if (!have_gpu()) return;
+  for (DType dt : kDtypes)
+    for (bool k_tail : {false, true}) {
+      if (k_tail && dt == DType::BF16) continue;  // one more module is enough for the tail
+      CAPTURE(dtype_name(dt));
+      CAPTURE(k_tail);
+      Model m = k_tail ? test_model_k_tail(dt) : test_model(dt);
+      KernelModule& mod = module_for(dt, k_tail);
+      std::mt19937_64 rng(seed() + 15 + int(dt) + 7 * int(k_tail));
+      const int H = int(m.cfg.hidden_size), I = int(m.plan.intermediate_per_rank);
+      const int QD = int(m.plan.q_heads_per_rank * m.cfg.head_dim);
+      const int QKV = int((m.plan.q_heads_per_rank + 2 * m.plan.kv_heads_per_rank) * m.cfg.head_dim);
+      struct Case {
+        const char* name;
+        int K, N, mode, compiled_n;  // compiled_n: the output count the kernel's split is planned for
+      };
+      // lm_head with 1003 rows: a partial last tile (the kernel was planned for the vocabulary).
+      const Case cases[] = {{"tc_qkv", H, QKV, 0, QKV},          {"tc_o_res", QD, H, 1, H},
+                            {"tc_gate_up_swiglu", H, I, 2, I},    {"tc_down_res", I, H, 1, H},
+                            {"tc_lm_head", H, 1003, 0, int(m.cfg.vocab_size)}};
+      for (const Case& c : cases) {
+        if (k_tail && c.mode != 1 && c.mode != 2) continue;
+        const int wrows = c.mode == 2 ? 2 * c.N : c.N;
+        std::vector<float> wf, xf;
+        auto w = rand16(dt, size_t(wrows) * c.K, rng, 0.05f, &wf);
+        constexpr int kMaxB = QW_TC_MAX_ROWS;
+        auto x = rand16(dt, size_t(kMaxB) * c.K, rng, 1.0f, &xf);
+        auto y0 = randf(size_t(kMaxB) * c.N, rng, 1.0f);
+        DeviceBuffer dw = upload(w), dx = upload(x);
+        const int split = qw_tc_split(qw_tc_tiles(c.compiled_n, c.mode == 2), c.K);
+        const unsigned grid = unsigned(qw_tc_blocks(qw_tc_tiles(c.N, c.mode == 2), split));
+        const unsigned block = unsigned(qw_tc_warps_per_block(split) * 32);
+        std::vector<double> first_row_out;  // row 0's outputs at B = 1, compared bit for bit later
+        for (int B : {1, 5, 8, 13, 16, 27, 32}) {
+          CAPTURE(c.name);
+          CAPTURE(B);
+          DeviceBuffer dy = c.mode == 1 ? upload(y0) : poisoned(size_t(kMaxB) * c.N * 4);
+          DeviceBuffer dyh = poisoned(size_t(kMaxB) * c.N * 2);
+          const int nt = qw_tc_ntiles(B);
+          auto k = mod.get(std::string(c.name) + "_n" + std::to_string(nt));
+          REQUIRE(k.ok());
+          check_launch(launch(*k, dim3(grid), dim3(block), 0, nullptr, dw.as<const void>(), dx.as<const void>(),
+                              dy.as<float>(), dyh.get(), c.N, B));
+          std::vector<double> ref, got;
+          auto yo = download<float>(dy, size_t(kMaxB) * c.N);
+          auto yh = download<uint16_t>(dyh, size_t(kMaxB) * c.N);
+          for (int b = 0; b < B; ++b)
+            for (int n = 0; n < c.N; ++n) {
+              auto dot = [&](int row) {
+                double s = 0;
+                for (int kk = 0; kk < c.K; ++kk) s += double(wf[size_t(row) * c.K + kk]) * xf[size_t(b) * c.K + kk];
+                return s;
+              };
+              if (c.mode == 2) {
+                const double g = dot(n), u = dot(n + c.N);
+                ref.push_back(g / (1 + std::exp(-g)) * u);
+                got.push_back(from16(dt, yh[size_t(b) * c.N + n]));
+              } else {
+                ref.push_back(dot(n) + (c.mode == 1 ? y0[size_t(b) * c.N + n] : 0.0));
+                got.push_back(yo[size_t(b) * c.N + n]);
+              }
+            }
+          CHECK(rel_err(ref, got) < (c.mode == 2 ? 5e-3 : 1e-5));
+          // Rows past B stay untouched (poison / the residual as it was).
+          size_t touched = 0;
+          for (size_t i = size_t(B) * c.N; i < size_t(kMaxB) * c.N; ++i) {
+            if (c.mode == 2) touched += yh[i] != 0xFFFF;
+            else if (c.mode == 1) touched += yo[i] != y0[i];
+            else touched += !std::isnan(yo[i]);
+          }
+          CHECK(touched == 0);
+          // A row's result does not depend on the batch around it.
+          std::vector<double> row0(got.begin(), got.begin() + c.N);
+          if (B == 1) first_row_out = row0;
+          CHECK(row0 == first_row_out);
+        }
+      }
+    }
+}
+
 TEST_CASE("QKV bias + RoPE + paged KV write, and paged attention (split and unsplit)") {
   if (!have_gpu()) return;
   for (DType dt : kDtypes) {
@@ -289,7 +379,7 @@ TEST_CASE("QKV bias + RoPE + paged KV write, and paged attention (split and unsp
                  dinv = upload(rp->inv_freq), dq = poisoned(size_t(n_all) * QH * D * 4);
     auto kr = mod.get("qkv_rope_kv");
     REQUIRE(kr.ok());
-    check_launch(launch(*kr, dim3(n_all), dim3(256), 0, nullptr, dqkv.as<const float>(), dbias.as<const void>(),
+    check_launch(launch(*kr, dim3(unsigned(n_all), unsigned(QH + 2 * KVH)), dim3(unsigned(D / 2)), 0, nullptr, dqkv.as<const float>(), dbias.as<const void>(),
                         dpos.as<const int>(), dslot.as<const long long>(), dinv.as<const float>(), mscale, dq.as<float>(),
                         kc.get(), vc.get(), n_all));
     auto qh = download<float>(dq, size_t(n_all) * QH * D);
