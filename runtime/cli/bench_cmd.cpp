@@ -42,7 +42,7 @@ Runner add_bench_command(CLI::App& app) {
   c->add_option("--prompt-lengths", o->tb.prompt_lengths, "TTFT prompt lengths")->capture_default_str();
   c->add_option("--prefix-reuse", o->tb.prefix_reuse_fractions,
                 "TTFT of the longest prompt when this fraction of it is already in the prefix "
-                "cache (empty: skip)")
+                "cache (fractions outside (0, 1) are skipped: --prefix-reuse 0 skips it)")
       ->capture_default_str();
   c->add_option("--batch-sizes", o->tb.batch_sizes, "Decode batch sizes")->capture_default_str();
   c->add_option("--decode-steps", o->tb.decode_steps, "Timed decode steps per batch size")
