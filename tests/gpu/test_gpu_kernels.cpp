@@ -116,6 +116,29 @@ double rel_err(const std::vector<double>& ref, const std::vector<double>& got) {
   return std::sqrt(num / std::max(den, 1e-300));
 }
 
+// The float64 reference of a decode GEMM (mode 0: W x, 1: y0 + W x, 2: SwiGLU of rows n and
+// n + N) for the first B rows, next to what the kernel wrote (y fp32, or yh 16-bit for mode 2).
+void gemv_reference(DType dt, int mode, int K, int N, int B, const std::vector<float>& wf,
+                    const std::vector<float>& xf, const std::vector<float>& y0, const std::vector<float>& y,
+                    const std::vector<uint16_t>& yh, std::vector<double>& ref, std::vector<double>& got) {
+  for (int b = 0; b < B; ++b)
+    for (int n = 0; n < N; ++n) {
+      auto dot = [&](int row) {
+        double s = 0;
+        for (int kk = 0; kk < K; ++kk) s += double(wf[size_t(row) * K + kk]) * xf[size_t(b) * K + kk];
+        return s;
+      };
+      if (mode == 2) {
+        const double g = dot(n), u = dot(n + N);
+        ref.push_back(g / (1 + std::exp(-g)) * u);
+        got.push_back(from16(dt, yh[size_t(b) * N + n]));
+      } else {
+        ref.push_back(dot(n) + (mode == 1 ? y0[size_t(b) * N + n] : 0.0));
+        got.push_back(y[size_t(b) * N + n]);
+      }
+    }
+}
+
 void check_launch(const Status& s) { REQUIRE_MESSAGE(s.ok(), s.message()); }
 
 const DType kDtypes[] = {DType::F16, DType::BF16};
@@ -233,22 +256,7 @@ TEST_CASE("decode GEMV kernels (plain, residual, fused SwiGLU) for 1..8 rows") {
         std::vector<double> ref, got;
         auto yo = download<float>(dy, size_t(B) * c.N);
         auto yh = download<uint16_t>(dyh, size_t(B) * c.N);
-        for (int b = 0; b < B; ++b)
-          for (int n = 0; n < c.N; ++n) {
-            auto dot = [&](int row) {
-              double s = 0;
-              for (int kk = 0; kk < c.K; ++kk) s += double(wf[size_t(row) * c.K + kk]) * xf[size_t(b) * c.K + kk];
-              return s;
-            };
-            if (c.mode == 2) {
-              const double g = dot(n), u = dot(n + c.N);
-              ref.push_back(g / (1 + std::exp(-g)) * u);
-              got.push_back(from16(dt, yh[size_t(b) * c.N + n]));
-            } else {
-              ref.push_back(dot(n) + (c.mode == 1 ? y0[size_t(b) * c.N + n] : 0.0));
-              got.push_back(yo[size_t(b) * c.N + n]);
-            }
-          }
+        gemv_reference(dt, c.mode, c.K, c.N, B, wf, xf, y0, yo, yh, ref, got);
         CHECK(rel_err(ref, got) < (c.mode == 2 ? 5e-3 : 1e-5));
       }
   }
@@ -301,22 +309,7 @@ TEST_CASE("tensor-core decode GEMMs: every matrix, 1..32 rows, K tails, batch in
           std::vector<double> ref, got;
           auto yo = download<float>(dy, size_t(kMaxB) * c.N);
           auto yh = download<uint16_t>(dyh, size_t(kMaxB) * c.N);
-          for (int b = 0; b < B; ++b)
-            for (int n = 0; n < c.N; ++n) {
-              auto dot = [&](int row) {
-                double s = 0;
-                for (int kk = 0; kk < c.K; ++kk) s += double(wf[size_t(row) * c.K + kk]) * xf[size_t(b) * c.K + kk];
-                return s;
-              };
-              if (c.mode == 2) {
-                const double g = dot(n), u = dot(n + c.N);
-                ref.push_back(g / (1 + std::exp(-g)) * u);
-                got.push_back(from16(dt, yh[size_t(b) * c.N + n]));
-              } else {
-                ref.push_back(dot(n) + (c.mode == 1 ? y0[size_t(b) * c.N + n] : 0.0));
-                got.push_back(yo[size_t(b) * c.N + n]);
-              }
-            }
+          gemv_reference(dt, c.mode, c.K, c.N, B, wf, xf, y0, yo, yh, ref, got);
           CHECK(rel_err(ref, got) < (c.mode == 2 ? 5e-3 : 1e-5));
           // Rows past B stay untouched (poison / the residual as it was).
           size_t touched = 0;
