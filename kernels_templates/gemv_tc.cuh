@@ -2,7 +2,9 @@
 // Still bound by streaming W once per step; the point of the tensor cores is issue slots:
 // a CUDA-core dot product spends B FMAs (plus conversions) per weight, which at B >= 8 is
 // more instructions than the memory system leaves time for, while one mma.m16n8k16 covers
-// 256 weights for 8 rows.
+// 256 weights for 8 rows. The runtime uses them only where they measured fastest (5..8 rows;
+// GpuExecutorOptions::tc_max_rows): at 16-32 rows every warp re-reading its activations from
+// L1/L2 costs more than cuBLAS' shared-memory tiles.
 //
 // Fragments straight from global memory, no shared-memory staging and no re-layout of W
 // (prefill's cuBLAS reads the same row-major matrices). A dot product does not care about
