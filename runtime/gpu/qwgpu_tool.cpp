@@ -489,10 +489,10 @@ int cmd_sweep(std::vector<std::string> a) {
       std::sort(ts.begin(), ts.end());
       r["ttft_ms"][std::to_string(n)] = ts[ts.size() / 2];
     }
-    std::printf("%-32s b1 %.3f ms  b8 %.3f ms  b32 %s ms  ttft128 %.2f ms  ttft2048 %.2f ms\n", c.name,
-                r["graph_replay_ms"].value("1", -1.0), r["graph_replay_ms"].value("8", -1.0),
-                r["graph_replay_ms"].contains("32") ? std::to_string(r["graph_replay_ms"]["32"].get<double>()).c_str() : "-",
-                r["ttft_ms"]["128"].get<double>(), r["ttft_ms"]["2048"].get<double>());
+    std::printf("%-28s", c.name);
+    for (int b : (*e)->graph_buckets()) std::printf(" b%d %.3f", b, r["graph_replay_ms"][std::to_string(b)].get<double>());
+    std::printf(" ms  ttft128 %.2f ms  ttft2048 %.2f ms\n", r["ttft_ms"]["128"].get<double>(),
+                r["ttft_ms"]["2048"].get<double>());
     std::fflush(stdout);
     res.push_back(r);
   }
