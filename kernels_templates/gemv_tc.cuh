@@ -3,8 +3,7 @@
 // a CUDA-core dot product spends B FMAs (plus conversions) per weight, which at B >= 8 is
 // more instructions than the memory system leaves time for, while one mma.m16n8k16 covers
 // 256 weights for 8 rows. The runtime uses them only where they measured fastest (5..8 rows;
-// GpuExecutorOptions::tc_max_rows): at 16-32 rows every warp re-reading its activations from
-// L1/L2 costs more than cuBLAS' shared-memory tiles.
+// GpuExecutorOptions::tc_max_rows); at 16-32 rows cuBLAS is faster (docs/performance.md).
 //
 // Fragments straight from global memory, no shared-memory staging and no re-layout of W
 // (prefill's cuBLAS reads the same row-major matrices). A dot product does not care about
