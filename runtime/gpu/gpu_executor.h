@@ -2,8 +2,8 @@
 // specialised for the model, a paged KV cache (fixed 32-token blocks from one pool, block
 // tables per sequence), cuBLAS GEMMs for prefill, tensor-core flash attention for prompt
 // chunks, own GEMV kernels for decode (CUDA cores <= gemv_max_rows rows, tensor cores <=
-// tc_max_rows, cuBLAS above), and CUDA graphs
-// for decode steps per batch bucket 1..64 (captured at start).
+// tc_max_rows, cuBLAS above), and CUDA graphs for decode steps per batch bucket 1..64
+// (captured at start).
 #pragma once
 #include <chrono>
 #include <cuda_runtime.h>
