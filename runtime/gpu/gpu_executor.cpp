@@ -67,8 +67,6 @@ GpuExecutor::~GpuExecutor() {
                  "qwrun: step trace: %d graph steps, mean us: host prep %.1f, upload+graph (GPU) %.1f, "
                  "logits reduce/copy (GPU+sync) %.1f, wall %.1f\n",
                  trace_.steps, trace_.prep_us / n, trace_.graph_us / n, trace_.logits_us / n, trace_.wall_us / n);
-    for (cudaEvent_t e : trace_.ev)
-      if (e) cudaEventDestroy(e);
   }
   for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g);
   if (cublas_) cublasDestroy(static_cast<cublasHandle_t>(cublas_));
@@ -108,7 +106,9 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   QW_CUDA(cudaSetDevice(device_));
   if (const char* v = std::getenv("QW_STEP_TRACE"); v && std::atoi(v) != 0) {
     trace_.on = true;
-    for (cudaEvent_t& e : trace_.ev) QW_CUDA(cudaEventCreate(&e));
+    for (Event& e : trace_.ev) {
+      QW_ASSIGN_OR_RETURN(e, Event::create(/*timing=*/true));
+    }
   }
   cudaDeviceProp prop{};
   QW_CUDA(cudaGetDeviceProperties(&prop, device_));
@@ -338,7 +338,6 @@ Status GpuExecutor::gemm(const void* a, const void* w, float* c, int rows, int n
 }
 
 GpuExecutor::DenseKernel GpuExecutor::dense_kernel(int rows) const {
-  if (int4_) return DenseKernel::Cublas;  // (the INT4 matrices have their own kernels)
   if (rows <= opts_.gemv_max_rows) return DenseKernel::Gemv;
   if (rows <= opts_.tc_max_rows) return DenseKernel::TensorCore;
   return DenseKernel::Cublas;
@@ -373,10 +372,7 @@ Status GpuExecutor::int4_projection(Int4Proj p, int l, const void* x, int rows, 
 Status GpuExecutor::lm_head(int first_row, int rows) {
   const int H = int(cfg_.hidden_size);
   const int* idx = d_logit_rows_ + first_row;
-  // lm_head is fp16 in every artifact, INT4 included: its kernel choice ignores int4_.
-  const DenseKernel dk = rows <= opts_.gemv_max_rows ? DenseKernel::Gemv
-                         : rows <= opts_.tc_max_rows ? DenseKernel::TensorCore
-                                                     : DenseKernel::Cublas;
+  const DenseKernel dk = dense_kernel(rows);
   pdl_now_ = pdl_ && dk == DenseKernel::Gemv;
   QW_RETURN_IF_ERROR(run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_, static_cast<const float*>(nullptr),
                             final_norm_, hl_, rows, idx));
@@ -408,9 +404,10 @@ Status GpuExecutor::end_row_parallel(int rows) {
 Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
   const int H = int(cfg_.hidden_size), D = int(cfg_.head_dim), I = int(plan_.intermediate_per_rank);
   const int QH = int(plan_.q_heads_per_rank), KVH = int(plan_.kv_heads_per_rank);
+  // INT4 artifacts: int4_projection() multiplies the projections (checked first below).
   const DenseKernel dk = dense_kernel(rows);
   const bool gemv = dk == DenseKernel::Gemv, tc = dk == DenseKernel::TensorCore;
-  pdl_now_ = pdl_ && gemv;
+  pdl_now_ = pdl_ && gemv && !int4_;
   const float scale_log2 = float(1.0 / std::sqrt(double(D)) * 1.4426950408889634);
   const float* nullf = nullptr;
   const int* nulli = nullptr;
@@ -656,7 +653,7 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
     for (int r = 0; r < bucket; ++r) h_lrows[r] = r;
   }
   const bool trace = trace_.on && use_graph;
-  if (trace) QW_CUDA(cudaEventRecord(trace_.ev[0], s));
+  if (trace) QW_CUDA(cudaEventRecord(trace_.ev[0].get(), s));
   const auto t_launch = std::chrono::steady_clock::now();
   QW_CUDA(cudaMemcpyAsync(meta_.get(), hm, meta_header_bytes_, cudaMemcpyHostToDevice, s));
   const int table_rows = npieces + (use_graph ? 1 : 0);
@@ -665,7 +662,7 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
   const size_t V = size_t(logit_columns()), Vr = size_t(vocab_rows_);
   if (use_graph) {
     QW_CUDA(cudaGraphLaunch(graphs_.at(bucket), s));
-    if (trace) QW_CUDA(cudaEventRecord(trace_.ev[1], s));
+    if (trace) QW_CUDA(cudaEventRecord(trace_.ev[1].get(), s));
     // Logits of the rows that asked for them (in graph mode rows == pieces).
     std::vector<int> wanted;
     for (int r = 0; r < rows; ++r) {
@@ -680,11 +677,11 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
       QW_RETURN_IF_ERROR(emit_logits(wanted, logits));
     }
     if (trace) {
-      QW_CUDA(cudaEventRecord(trace_.ev[2], s));
-      QW_CUDA(cudaEventSynchronize(trace_.ev[2]));
+      QW_CUDA(cudaEventRecord(trace_.ev[2].get(), s));
+      QW_CUDA(cudaEventSynchronize(trace_.ev[2].get()));
       float g = 0, l = 0;
-      QW_CUDA(cudaEventElapsedTime(&g, trace_.ev[0], trace_.ev[1]));
-      QW_CUDA(cudaEventElapsedTime(&l, trace_.ev[1], trace_.ev[2]));
+      QW_CUDA(cudaEventElapsedTime(&g, trace_.ev[0].get(), trace_.ev[1].get()));
+      QW_CUDA(cudaEventElapsedTime(&l, trace_.ev[1].get(), trace_.ev[2].get()));
       const auto now = std::chrono::steady_clock::now();
       trace_.steps++;
       trace_.prep_us += std::chrono::duration<double, std::micro>(t_launch - trace_.t_entry).count();

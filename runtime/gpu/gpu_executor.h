@@ -42,8 +42,8 @@ struct GpuExecutorOptions {
   int gemv_max_rows = 4;
   // Decode rows above gemv_max_rows and up to this use the tensor-core decode GEMMs
   // (gemv_tc.cuh), more cuBLAS (0..32). Measured on the H100 (7b, graph replay ms):
-  // b8 6.03 vs cuBLAS 6.29; b16 6.49 vs 6.33; b32 8.69 vs 6.35 (every warp re-reads the
-  // activations from L1/L2: at 32 rows that is twice the weight bytes). So 8.
+  // b8 6.03 vs cuBLAS 6.29; b16 6.49 vs 6.33; b32 8.69 vs 6.35 (docs/performance.md,
+  // version 3). So 8.
   int tc_max_rows = 8;
   // Programmatic dependent launch on the GEMV path (sm_90). Off: measured slower (b1 5.54
   // vs 5.40 ms, b2 6.25 vs 5.69 ms); QW_PDL=1 turns it on for measurements.
@@ -143,7 +143,8 @@ class GpuExecutor final : public ModelExecutor {
   // `logits`, or in a step_reduced() reduced where requested.
   Status emit_logits(std::span<const int> device_rows, std::vector<float>& logits);
   Status gemm(const void* a, const void* w, float* c, int rows, int n, int k, bool accumulate);
-  // Which kernels multiply the dense matrices of a pass of `rows` rows.
+  // Which kernels multiply the fp16/bf16 matrices of a pass of `rows` rows (lm_head always;
+  // the layers' projections unless int4_ holds them).
   enum class DenseKernel { Gemv, TensorCore, Cublas };
   DenseKernel dense_kernel(int rows) const;
   enum TcMatrix { kTcQkv = 0, kTcORes, kTcGateUp, kTcDownRes, kTcLmHead, kTcMatrices };
@@ -172,7 +173,7 @@ class GpuExecutor final : public ModelExecutor {
     bool on = false;
     int steps = 0;
     double prep_us = 0, graph_us = 0, logits_us = 0, wall_us = 0;
-    cudaEvent_t ev[3]{};
+    Event ev[3];
     std::chrono::steady_clock::time_point t_entry;
   };
   StepTrace trace_;
