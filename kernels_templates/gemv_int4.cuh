@@ -20,27 +20,26 @@
 //   against 1024 + zero gives code - zero exactly; the scale is applied in fp32 once per group
 //   to the group's fp32 mma sum (qw4_fold), so W is applied exactly as the CPU reference
 //   defines it, and the only rounding is fp32 accumulation.
-// * Work distribution ("stream-K" over whole chunks): the n_tiles * C chunks of U slabs are
-//   cut, tile-major, into one contiguous equal range per warp of the grid. Every warp streams
-//   the same number of bytes whatever the shape (o_proj has 56 tiles, gate_up 592, down_proj
-//   56 tiles of 1184 slabs), the grid is one wave of resident blocks (qw4_plan_grid), and the
-//   prefetch of the next chunk runs across tile boundaries. A tile cut between warps is
-//   finished by whichever contributor arrives last (integer arrival counter): it adds the
-//   contributors' partial sums from the workspace in warp order, so the result does not
-//   depend on timing (no float atomics; bit-reproducible for a given grid size). Each row of
-//   the output is computed independently of the other rows, so results are also identical
-//   across batch sizes for a given grid.
+// * Work distribution (split-K over blocks): the grid is (n_tiles, S); block (tile, s) owns
+//   a contiguous range of the tile's chunks (U slabs of one scale group), dealt to its 8
+//   warps round-robin, each warp with its next chunk's loads in flight while it computes the
+//   current one. The warps' sums meet in shared memory in warp order; with S > 1 each block
+//   publishes its sum and the tile's last block to arrive (integer arrival counter) adds the
+//   S sums in split order and finishes the tile. No float atomics: bit-reproducible, and S
+//   depends on the matrix shape only (qw4_plan_splits), so a row's result is the same at any
+//   batch size a variant serves. The weights of the first chunk are requested before the
+//   PDL wait, so they stream while the previous kernel drains.
 // * MODE 2 needs a gate column and its up column, which live in different tiles (I need not
 //   be a multiple of 64): each finished tile stores its final values in the workspace and
 //   bumps a counter of every SwiGLU output tile it feeds; the last one writes yh.
 //
 // Kernels (one per matrix and row count; launched with QW4_THREADS threads, no dynamic
-// shared memory, grid = qw4_plan_grid(...) blocks, any grid >= 1 is correct):
+// shared memory, grid (n_pad / 64, S) with any 1 <= S; qw4_plan_splits picks S):
 //   NAME_m8  (batch 1..8), NAME_m16 (batch 1..16)
 //   (const uint4* W, const wt* scales, const unsigned char* zeros /*null: symmetric*/,
 //    const int* perm /*null: identity*/, int zero_point, const wt* x /*[batch][K] fp16*/,
 //    float* y, wt* yh, float* ws, int* counters, int N /*logical rows*/, int n_pad, int batch)
-// ws: qw4_workspace_floats(grid, batch, n_pad, MODE) floats; counters:
+// ws: qw4_workspace_floats(n_pad / 64, S, batch, n_pad, MODE) floats; counters:
 // qw4_counter_ints(n_pad, N, MODE) ints, zero before the first launch (each launch leaves
 // them zero). One ws/counters pair per stream: concurrent launches must not share them.
 
@@ -52,6 +51,11 @@ __device__ __forceinline__ Qw4Words qw4_words(const uint4& v) {
   Qw4Words r;
   r.w[0] = v.x, r.w[1] = v.y, r.w[2] = v.z, r.w[3] = v.w;
   return r;
+}
+
+// Pulls the 128-byte line at p (a tile's 64 scales of one group) into L2, no register.
+__device__ __forceinline__ void qw4_prefetch_l2(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
 // d += a * b for one n8 block. MH == 1: A rows 8..15 are zero and their outputs unused, so
@@ -72,121 +76,6 @@ __device__ __forceinline__ void qw4_mma(float* d, const unsigned* a, const unsig
   }
 }
 
-// Writes the finished values of tile `tile` (C-fragment layout in acc) to the output.
-template <int MODE, int MH>
-__device__ __forceinline__ void qw4_finish_tile(float (*acc)[4], int tile, float* __restrict__ y,
-                                                wt* __restrict__ yh, float* __restrict__ ws,
-                                                int* __restrict__ counters, int N, int n_pad,
-                                                int batch, int lane) {
-  if constexpr (MODE != 2) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int i = 0; i < 2 * MH; ++i) {
-          const int m = qw4_c_row(i, lane), n = tile * 64 + qw4_tile_col(j, h, qw4_c_n(i, lane));
-          if (m < batch && n < N) {
-            float* p = y + (long long)m * N + n;
-            if constexpr (MODE == 1)
-              *p += acc[qw4_blk(j, h)][i];
-            else
-              *p = acc[qw4_blk(j, h)][i];
-          }
-        }
-  } else {
-    const int inter = N >> 1, n_tiles = n_pad >> 6;
-    float* fin = ws + qw4_workspace_floats(int(gridDim.x), batch, n_pad, 0);
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int i = 0; i < 2 * MH; ++i) {
-          const int m = qw4_c_row(i, lane), n = tile * 64 + qw4_tile_col(j, h, qw4_c_n(i, lane));
-          if (m < batch) __stcg(fin + (long long)m * n_pad + n, acc[qw4_blk(j, h)][i]);
-        }
-    __threadfence();
-    __syncwarp();
-    int outs[3];
-    const int no = qw4_swiglu_dependents(tile, inter, outs);
-    unsigned mine = 0;
-    if (lane == 0)
-      for (int q = 0; q < no; ++q)
-        if (atomicAdd(counters + n_tiles + outs[q], 1) == qw4_swiglu_deps(outs[q], inter) - 1)
-          mine |= 1u << q;
-    mine = __shfl_sync(0xffffffffu, mine, 0);
-    if (mine == 0) return;
-    __threadfence();
-    for (int q = 0; q < no; ++q) {
-      if (!((mine >> q) & 1u)) continue;
-      const int o = outs[q];
-      for (int e = lane; e < batch * 64; e += 32) {
-        const int m = e >> 6, n = o * 64 + (e & 63);
-        if (n < inter) {
-          const float g = __ldcg(fin + (long long)m * n_pad + n);
-          const float u = __ldcg(fin + (long long)m * n_pad + inter + n);
-          yh[(long long)m * inter + n] = from_f32(g / (1.f + expf(-g)) * u);
-        }
-      }
-      if (lane == 0) counters[n_tiles + o] = 0;
-    }
-  }
-}
-
-// End of a warp's share of tile `tile` (acc: its partial, C-fragment layout): finish the tile
-// when the warp holds all of it, else store the partial and, if it is the last contributor
-// to arrive, add all contributors' partials in warp order (bit-reproducible) and finish.
-template <int MODE, int MH>
-__device__ __forceinline__ void qw4_tile_end(float (*acc)[4], int tile, int C, long long units,
-                                             int workers, int w, float* __restrict__ y,
-                                             wt* __restrict__ yh, float* __restrict__ ws,
-                                             int* __restrict__ counters, int N, int n_pad,
-                                             int batch, int lane) {
-  const int wlo = qw4_worker_of((long long)tile * C, units, workers);
-  const int whi = qw4_worker_of((long long)tile * C + C - 1, units, workers);
-  if (wlo != whi) {
-    const int slot = qw4_slot(w, tile, units, workers, C);
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int i = 0; i < 2 * MH; ++i) {
-          const int m = qw4_c_row(i, lane);
-          if (m < batch)
-            __stcg(ws + qw4_partial_index(w, slot, m, qw4_tile_col(j, h, qw4_c_n(i, lane)), batch),
-                   acc[qw4_blk(j, h)][i]);
-        }
-    __threadfence();
-    __syncwarp();
-    int last = 0;
-    if (lane == 0) last = atomicAdd(counters + tile, 1) == whi - wlo;
-    if (__shfl_sync(0xffffffffu, last, 0) == 0) return;
-    __threadfence();
-#pragma unroll
-    for (int b = 0; b < 8; ++b)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[b][i] = 0.f;
-    for (int c = wlo; c <= whi; ++c) {  // fixed order, whoever arrived last
-      const int cs = qw4_slot(c, tile, units, workers, C);
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-#pragma unroll
-          for (int i = 0; i < 2 * MH; ++i) {
-            const int m = qw4_c_row(i, lane);
-            if (m < batch)
-              acc[qw4_blk(j, h)][i] += __ldcg(
-                  ws + qw4_partial_index(c, cs, m, qw4_tile_col(j, h, qw4_c_n(i, lane)), batch));
-          }
-    }
-    if (lane == 0) counters[tile] = 0;
-  }
-  qw4_finish_tile<MODE, MH>(acc, tile, y, yh, ws, counters, N, n_pad, batch, lane);
-}
-
 template <int K, int GROUP, int MODE, int MH>
 __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* __restrict__ scales,
                                          const unsigned char* __restrict__ zeros,
@@ -197,32 +86,29 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
   static_assert(K % 16 == 0 && GROUP % 16 == 0 && K % GROUP == 0, "bad INT4 geometry");
   static_assert(MODE >= 0 && MODE <= 2 && (MH == 1 || MH == 2), "bad INT4 kernel variant");
   constexpr int GS = GROUP / 16, U = qw4_kernel_chunk_slabs(GS, MH), C = K / 16 / U;
-  const int lane = threadIdx.x & 31;
-  const int n_tiles = n_pad >> 6;
-  const long long units = (long long)n_tiles * C;
-  const int workers = qw4_workers(units, (long long)gridDim.x * QW4_WARPS);
-  const int w = int(blockIdx.x) * QW4_WARPS + int(threadIdx.x >> 5);
-  if (w >= workers) return;
-  long long u = qw4_begin(units, workers, w);
-  const long long u_end = qw4_begin(units, workers, w + 1);
+  constexpr int ROWS = 8 * MH, PER_THREAD = ROWS * 64 / QW4_THREADS;
+  __shared__ float red[QW4_WARPS][ROWS * 64];  // each warp's sums, [row][tile column]
+  __shared__ int last_block, owned_outs[4];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int tile = blockIdx.x, splits = gridDim.y, split = blockIdx.y;
+  const int c_end = qw4_split_begin(C, splits, split + 1);
+  int c = qw4_split_begin(C, splits, split) + warp;
   const long long wstride = n_pad >> 1;  // uint4 per slab
-  const uint4* wl = W + lane;
+  const uint4* wl = W + tile * 32 + lane;
 
   Qw4Words wc[U];
-  unsigned zc[2], sc[8];
-  Qw4Chunk ch = qw4_chunk(u, C, U, GS);
+  unsigned zc[2];
   // Weights, scales and zeros are constant: fetch them before waiting on the previous kernel.
+  // A chunk's scales and activations are loaded when its math starts, the scales prefetched
+  // into L2 a chunk ahead: double-buffering them in registers too made the m8 kernel spill
+  // at the 128 registers that two blocks per SM allow.
+  if (c < c_end) {
 #pragma unroll
-  for (int v = 0; v < U; ++v)
-    wc[v] = qw4_words(ld_stream16(wl + (ch.slab + v) * wstride + ch.tile * 32));
-  qw4_load_group(scales, zeros, zero_point, ch.group, ch.tile, n_pad, lane, zc, sc);
+    for (int v = 0; v < U; ++v) wc[v] = qw4_words(ld_stream16(wl + (c * U + v) * wstride));
+    qw4_load_zeros(zeros, zero_point, c * U / GS, tile, n_pad, lane, zc);
+  }
   qw_pdl_trigger();
   qw_pdl_wait();
-  // The activations (a few KiB, L1/L2-resident: every warp reads them) are prefetched one
-  // chunk ahead like the weights, so no L2 round trip sits on the chunk's critical path.
-  unsigned ac[U][4];
-#pragma unroll
-  for (int v = 0; v < U; ++v) qw4_load_a<MH>(x, perm, K, batch, ch.slab + v, lane, ac[v]);
 
   float acc[8][4], gacc[8][4];
 #pragma unroll
@@ -230,23 +116,23 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[b][i] = gacc[b][i] = 0.f;
 
-  for (;;) {
-    // Issue the next chunk's loads before this chunk's math (one chunk of prefetch per warp;
-    // with 16 resident warps per SM that keeps ~32 KiB of weights in flight per SM).
-    const bool more = u + 1 < u_end;
-    const Qw4Chunk nx = more ? qw4_chunk(u + 1, C, U, GS) : ch;
-    const bool same_tile = more && nx.tile == ch.tile;
-    const bool same_group = same_tile && nx.group == ch.group;
+  while (c < c_end) {
+    // The next chunk's loads go out before this chunk's math.
+    const int cn = c + QW4_WARPS;
+    const bool more = cn < c_end;
+    // This chunk's activations (L1/L2-resident: every block reads them) and scales; their
+    // latency overlaps the next chunk's weight loads issued below.
+    unsigned sc[8], ac[U][4];
+    qw4_load_scales(scales, c * U / GS, tile, n_pad, lane, sc);
+#pragma unroll
+    for (int v = 0; v < U; ++v) qw4_load_a<MH>(x, perm, K, batch, c * U + v, lane, ac[v]);
     Qw4Words wn[U];
-    unsigned zn[2], sn[8], an[U][4];
+    unsigned zn[2];
     if (more) {
 #pragma unroll
-      for (int v = 0; v < U; ++v)
-        wn[v] = qw4_words(ld_stream16(wl + (nx.slab + v) * wstride + nx.tile * 32));
-      if (!same_group)
-        qw4_load_group(scales, zeros, zero_point, nx.group, nx.tile, n_pad, lane, zn, sn);
-#pragma unroll
-      for (int v = 0; v < U; ++v) qw4_load_a<MH>(x, perm, K, batch, nx.slab + v, lane, an[v]);
+      for (int v = 0; v < U; ++v) wn[v] = qw4_words(ld_stream16(wl + (cn * U + v) * wstride));
+      qw4_load_zeros(zeros, zero_point, cn * U / GS, tile, n_pad, lane, zn);
+      if (lane == 0) qw4_prefetch_l2(scales + (long long)(cn * U / GS) * n_pad + tile * 64);
     }
 #pragma unroll
     for (int v = 0; v < U; ++v) {
@@ -255,30 +141,110 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
 #pragma unroll
       for (int k = 0; k < 8; ++k) qw4_mma<MH>(gacc[k], ac[v], b[k]);
     }
-    if (!same_group) qw4_fold<MH>(acc, gacc, sc);
-    if (!same_tile) {
-      qw4_tile_end<MODE, MH>(acc, ch.tile, C, units, workers, w, y, yh, ws, counters, N, n_pad,
-                             batch, lane);
-#pragma unroll
-      for (int b = 0; b < 8; ++b)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[b][i] = 0.f;
-    }
+    qw4_fold<MH>(acc, gacc, sc);  // a chunk never straddles a group
     if (!more) break;
-    ++u;
-    ch = nx;
+    c = cn;
 #pragma unroll
-    for (int v = 0; v < U; ++v) {
-      wc[v] = wn[v];
+    for (int v = 0; v < U; ++v) wc[v] = wn[v];
+    zc[0] = zn[0], zc[1] = zn[1];
+  }
+
+  // The block's sum, warps added in order.
 #pragma unroll
-      for (int r = 0; r < 4; ++r) ac[v][r] = an[v][r];
-    }
-    if (!same_group)
+  for (int j = 0; j < 4; ++j)
 #pragma unroll
-      for (int b = 0; b < 8; ++b) {
-        sc[b] = sn[b];
-        if (b < 2) zc[b] = zn[b];
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int i = 0; i < 2 * MH; ++i) {
+        const int m = qw4_c_row(i, lane);
+        if (m < batch) red[warp][m * 64 + qw4_tile_col(j, h, qw4_c_n(i, lane))] = acc[qw4_blk(j, h)][i];
       }
+  __syncthreads();
+  const int elems = batch * 64;  // element e: row e / 64, tile column e % 64
+  float v[PER_THREAD];
+#pragma unroll
+  for (int q = 0; q < PER_THREAD; ++q) {
+    const int e = int(threadIdx.x) + q * QW4_THREADS;
+    v[q] = 0.f;
+    if (e < elems)
+#pragma unroll
+      for (int w = 0; w < QW4_WARPS; ++w) v[q] += red[w][e];
+  }
+  const int n_tiles = int(gridDim.x);
+  if (splits > 1) {
+    // Publish this split's sum; the tile's last block to arrive adds all splits in order.
+    float* part = ws + qw4_partial_index(tile, splits, split, 0, 0, batch);
+#pragma unroll
+    for (int q = 0; q < PER_THREAD; ++q) {
+      const int e = int(threadIdx.x) + q * QW4_THREADS;
+      if (e < elems) __stcg(part + e, v[q]);
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last_block = atomicAdd(counters + tile, 1) == splits - 1;
+    __syncthreads();
+    if (!last_block) return;
+    __threadfence();
+    const float* parts = ws + qw4_partial_index(tile, splits, 0, 0, 0, batch);
+#pragma unroll
+    for (int q = 0; q < PER_THREAD; ++q) {
+      const int e = int(threadIdx.x) + q * QW4_THREADS;
+      v[q] = 0.f;
+      if (e < elems)
+        for (int s = 0; s < splits; ++s) v[q] += __ldcg(parts + (long long)s * elems + e);
+    }
+    if (threadIdx.x == 0) counters[tile] = 0;
+  }
+  if constexpr (MODE != 2) {
+#pragma unroll
+    for (int q = 0; q < PER_THREAD; ++q) {
+      const int e = int(threadIdx.x) + q * QW4_THREADS, n = tile * 64 + (e & 63);
+      if (e < elems && n < N) {
+        float* p = y + (long long)(e >> 6) * N + n;
+        if constexpr (MODE == 1)
+          *p += v[q];
+        else
+          *p = v[q];
+      }
+    }
+  } else {
+    // gate column n and up column I + n live in different tiles (I need not be a multiple of
+    // 64): the tile's final values go to the workspace, and the last tile an output tile
+    // waits for writes it.
+    const int inter = N >> 1;
+    float* fin = ws + qw4_fin_offset(n_tiles, splits, batch);
+#pragma unroll
+    for (int q = 0; q < PER_THREAD; ++q) {
+      const int e = int(threadIdx.x) + q * QW4_THREADS;
+      if (e < elems) __stcg(fin + (long long)(e >> 6) * n_pad + tile * 64 + (e & 63), v[q]);
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int outs[3];
+      const int no = qw4_swiglu_dependents(tile, inter, outs);
+      int owned = 0;
+      for (int q = 0; q < no; ++q)
+        if (atomicAdd(counters + n_tiles + outs[q], 1) == qw4_swiglu_deps(outs[q], inter) - 1)
+          owned_outs[owned++] = outs[q];
+      owned_outs[3] = owned;
+    }
+    __syncthreads();
+    const int owned = owned_outs[3];
+    if (owned == 0) return;
+    __threadfence();
+    for (int q = 0; q < owned; ++q) {
+      const int o = owned_outs[q];
+      for (int e = int(threadIdx.x); e < elems; e += QW4_THREADS) {
+        const int m = e >> 6, n = o * 64 + (e & 63);
+        if (n < inter) {
+          const float g = __ldcg(fin + (long long)m * n_pad + n);
+          const float u = __ldcg(fin + (long long)m * n_pad + inter + n);
+          yh[(long long)m * inter + n] = from_f32(g / (1.f + expf(-g)) * u);
+        }
+      }
+      if (threadIdx.x == 0) counters[n_tiles + o] = 0;
+    }
   }
 }
 
@@ -288,7 +254,7 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
       const wt *__restrict__ x, float *__restrict__ y, wt *__restrict__ yh,                  \
       float *__restrict__ ws, int *__restrict__ counters, int N, int n_pad, int batch
 #define QW4_GEMM_PASS W, scales, zeros, perm, zero_point, x, y, yh, ws, counters, N, n_pad, batch
-// One block per SM for both (qw4_kernel_chunk_slabs says why).
+// Two blocks of 8 warps per SM for both (qw4_kernel_chunk_slabs says why).
 #define QW4_GEMM_INST(name, K, GROUP, MODE)                                                \
   extern "C" __global__ void __launch_bounds__(QW4_THREADS, QW4_BLOCKS_PER_SM) name##_m8(QW4_GEMM_ARGS) {  \
     qw4_gemm<K, GROUP, MODE, 1>(QW4_GEMM_PASS);                                            \

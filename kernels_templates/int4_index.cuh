@@ -9,8 +9,7 @@
 //   tile   64 output columns; n_tiles = N_pad / 64. Tile (kt, nb) = 128 words = 512 bytes.
 //   chunk  U consecutive slabs of one tile, the unit of prefetch and of work distribution;
 //          U divides the group's slab count, so a chunk never straddles a scale group.
-//   unit   a (tile, chunk) pair, flattened tile-major: u = tile * C + chunk, C = KT / U.
-//   worker a warp of the grid; worker w owns the contiguous units [begin(w), begin(w + 1)).
+//   split  a contiguous range of a tile's C = KT / U chunks, one block's share of the tile.
 #ifndef QW4_INT4_INDEX_CUH
 #define QW4_INT4_INDEX_CUH
 
@@ -94,38 +93,28 @@ QW4_HD constexpr int qw4_chunk_slabs(int group_slabs, int max_u) {
          : (max_u >= 2 && group_slabs % 2 == 0) ? 2
                                                 : 1;
 }
-// The kernels' chunk: 8 slabs for m8 (a lane keeps 8 x 16 bytes of weights in flight, 8 warps
-// per SM -> 32 KiB per SM, above the ~20 KiB Little's law asks of an H100 SM), 4 for m16
-// (twice the accumulators). Both run one block of 8 warps per SM with up to 255 registers:
-// at two blocks per SM (128 registers) the prefetched weights spilled to local memory, and
-// the spill store waits for the load, which serialised every chunk on DRAM latency
-// (measured on the H100: 1.7-8% of DRAM bandwidth).
+// The kernels' chunk: 4 slabs for m8, 2 for m16 (twice the accumulators), double-buffered, so
+// a warp keeps 2 x 4 (m8) or 2 x 2 (m16) 16-byte loads in flight within the 128 registers
+// that let two blocks of 8 warps share an SM. (The stream-K design before this one ran one
+// block per SM with up to 255 registers and measured ~20% of the INT4 floor: with so few
+// warps the long per-warp dependency chain, not DRAM, set the pace.)
 QW4_HD constexpr int qw4_kernel_chunk_slabs(int group_slabs, int mh) {
-  return qw4_chunk_slabs(group_slabs, mh == 1 ? 8 : 4);
+  return qw4_chunk_slabs(group_slabs, mh == 1 ? 4 : 2);
 }
-// Workers that get work: never more than units, so every worker's range is non-empty (the
-// contributor arithmetic below relies on it).
-QW4_HD int qw4_workers(long long units, long long warps) {
-  return int(warps < units ? warps : units);
+// Split-K over blocks. The grid is (n_tiles, S): block (tile, s) owns the chunks
+// [qw4_split_begin(C, S, s), qw4_split_begin(C, S, s + 1)) of its tile (C = KT / U chunks per
+// tile), and warp w of the block takes chunks begin + w, begin + w + QW4_WARPS, ... The
+// warps' sums meet in shared memory (in warp order), the S blocks' sums in the workspace (in
+// split order, added by whichever block of the tile arrives last): no float atomics, so the
+// result is bit-reproducible, and since S does not depend on the batch, a row's result is
+// the same at every batch size a kernel variant serves.
+QW4_HD int qw4_split_begin(int chunks, int splits, int s) {
+  return int((long long)chunks * s / splits);
 }
-QW4_HD long long qw4_begin(long long units, int workers, int w) {
-  return units * w / workers;
+// Index of (tile, split s, batch row m, tile column c) in the partial-sum workspace.
+QW4_HD long long qw4_partial_index(int tile, int splits, int s, int m, int c, int batch) {
+  return (((long long)tile * splits + s) * batch + m) * 64 + c;
 }
-// The worker whose range holds unit u: the largest w with begin(w) <= u.
-QW4_HD int qw4_worker_of(long long u, long long units, int workers) {
-  return int(((u + 1) * workers + units - 1) / units - 1);
-}
-// Partial-sum slot of worker w for tile `tile`: 0 when the tile is the worker's first, else
-// 1 (a worker's range cuts at most two tiles: its first and its last; the tiles between are
-// whole and need no partial).
-QW4_HD int qw4_slot(int w, int tile, long long units, int workers, int chunks_per_tile) {
-  return tile == int(qw4_begin(units, workers, w) / chunks_per_tile) ? 0 : 1;
-}
-// Index of (worker w, slot, batch row m, tile column c) in the partial-sum workspace.
-QW4_HD long long qw4_partial_index(int w, int slot, int m, int c, int batch) {
-  return ((long long)(2 * w + slot) * batch + m) * 64 + c;
-}
-
 // ---- fused gate|up + SwiGLU (MODE 2) ----
 // The fused matrix has 2I rows: gate [0, I), up [I, 2I). Output tile o (gate columns
 // [64o, min(64o + 64, I))) can be written once its gate tile o and the tiles holding up
@@ -152,31 +141,39 @@ QW4_HD int qw4_swiglu_dependents(int p, int inter, int* out) {
 }
 
 // ---- launch planning (host) ----
-// Resident blocks per SM the kernels are built for (__launch_bounds__ minimum blocks; both
-// variants, qw4_kernel_chunk_slabs says why).
-#define QW4_BLOCKS_PER_SM 1
-// Grid size (blocks of QW4_THREADS) for a matrix: one full wave of resident blocks, so that
-// every SM streams for the whole kernel (a partial second wave would leave most SMs idle
-// while the tail runs), reduced so each warp gets at least `min_units` chunks.
-QW4_HD int qw4_plan_grid(int n_tiles, int k, int group, int batch, int num_sms, int min_units) {
-  const int u = qw4_kernel_chunk_slabs(group / 16, batch > 8 ? 2 : 1);
-  const long long units = (long long)n_tiles * (k / 16 / u);
-  long long want = (long long)num_sms * QW4_BLOCKS_PER_SM;
-  long long cap = units / ((long long)QW4_WARPS * (min_units > 0 ? min_units : 1));
-  if (cap < 1) cap = 1;
-  return int(want < cap ? want : cap);
+// Resident blocks per SM the kernels are built for (__launch_bounds__ minimum blocks).
+#define QW4_BLOCKS_PER_SM 2
+// Splits S for a matrix of n_tiles tiles of `chunks` chunks on `resident` resident blocks
+// (QW4_BLOCKS_PER_SM x SMs): the S in 1..min(chunks, 64) minimising waves x (chunks per warp
+// + 1), where the + 1 stands for a block's fixed cost (the first DRAM round trip, the
+// reductions). Ties go to the smaller S (fewer partial sums). Depends on the shape only.
+QW4_HD int qw4_plan_splits(int n_tiles, int chunks, int resident) {
+  if (resident < 1) resident = 1;
+  int best = 1;
+  long long best_cost = -1;
+  const int max_s = chunks < 64 ? chunks : 64;
+  for (int s = 1; s <= max_s; ++s) {
+    const long long blocks = (long long)n_tiles * s;
+    const long long waves = (blocks + resident - 1) / resident;
+    const long long per_block = (chunks + s - 1) / s;
+    const long long cost = waves * ((per_block + QW4_WARPS - 1) / QW4_WARPS + 1);
+    if (best_cost < 0 || cost < best_cost) best = s, best_cost = cost;
+  }
+  return best;
 }
-// Workspace the caller provides per launch (reusable across launches on one stream).
-// Floats: partial sums (2 slots per warp) + for MODE 2 the final gate|up values.
-QW4_HD long long qw4_workspace_floats(int grid, int batch, int n_pad, int mode) {
-  return 2LL * grid * QW4_WARPS * batch * 64 + (mode == 2 ? (long long)batch * n_pad : 0);
+// Where MODE 2's final gate|up values start in the workspace (after the partial sums).
+QW4_HD long long qw4_fin_offset(int n_tiles, int splits, int batch) {
+  return (long long)n_tiles * splits * batch * 64;
+}
+// Workspace floats the caller provides per launch (reusable across launches on one stream).
+QW4_HD long long qw4_workspace_floats(int n_tiles, int splits, int batch, int n_pad, int mode) {
+  return qw4_fin_offset(n_tiles, splits, batch) + (mode == 2 ? (long long)batch * n_pad : 0);
 }
 // Ints: one arrival counter per tile (+ one per SwiGLU output tile). Zero them once when
 // the buffer is allocated; every launch leaves them zero again.
-QW4_HD long long qw4_counter_ints(int n_pad, int rows, int mode) {
+QW4_HD int qw4_counter_ints(int n_pad, int rows, int mode) {
   return n_pad / 64 + (mode == 2 ? qw4_swiglu_out_tiles(rows / 2) : 0);
 }
-
 // ---- per-lane steps of the GEMM main loop (device: the kernel; host: the emulation) ----
 // fp16 helpers. Device: PTX conversions; host: exact software versions (normal numbers and
 // zero only, which is all the emulation feeds them: scales, activations, small integers).
@@ -259,17 +256,6 @@ struct Qw4Words {
   unsigned w[4];
 };
 
-// Where chunk unit u lies: its tile, first slab and scale group.
-struct Qw4Chunk {
-  int tile, slab, group;
-};
-QW4_HD Qw4Chunk qw4_chunk(long long u, int chunks_per_tile, int u_slabs, int group_slabs) {
-  Qw4Chunk c;
-  c.tile = int(u / chunks_per_tile);
-  c.slab = int(u % chunks_per_tile) * u_slabs;
-  c.group = c.slab / group_slabs;
-  return c;
-}
 
 // A fragment (4 registers) of slab `slab` for this lane: batch rows g and g + 8 (the latter
 // only when MH == 2; rows >= batch are zero), k columns in packed order; with act-order the
@@ -298,19 +284,31 @@ QW4_HD void qw4_load_a(const unsigned short* x, const int* perm, int K, int batc
 // block; packed as bytes, blk b in byte b % 4 of zq[b / 4]: 2 registers instead of 8 keep
 // the m8 kernel within 128 registers) and the scale pair of each C column pair it
 // accumulates (columns 2t, 2t + 1).
-QW4_HD void qw4_load_group(const unsigned short* scales, const unsigned char* zeros, int zero_point,
-                           int group, int tile, int n_pad, int lane, unsigned* zq, unsigned* sq) {
+QW4_HD void qw4_load_zeros(const unsigned char* zeros, int zero_point, int group, int tile,
+                           int n_pad, int lane, unsigned* zq) {
   const long long row = (long long)group * n_pad + (long long)tile * 64;
   zq[0] = zq[1] = 0;
   QW4_UNROLL
   for (int j = 0; j < 4; ++j) QW4_UNROLL
   for (int h = 0; h < 2; ++h) {
     const int b = qw4_blk(j, h);
-    sq[b] = qw4_ld_u32(scales + row + qw4_tile_col(j, h, qw4_c_n(0, lane)));
     const unsigned z =
         zeros ? qw4_ld_u8(zeros + row + qw4_tile_col(j, h, qw4_b_n(lane))) : unsigned(zero_point);
     zq[b >> 2] |= (z & 0xffu) << (8 * (b & 3));
   }
+}
+QW4_HD void qw4_load_scales(const unsigned short* scales, int group, int tile, int n_pad, int lane,
+                            unsigned* sq) {
+  const long long row = (long long)group * n_pad + (long long)tile * 64;
+  QW4_UNROLL
+  for (int j = 0; j < 4; ++j) QW4_UNROLL
+  for (int h = 0; h < 2; ++h)
+    sq[qw4_blk(j, h)] = qw4_ld_u32(scales + row + qw4_tile_col(j, h, qw4_c_n(0, lane)));
+}
+QW4_HD void qw4_load_group(const unsigned short* scales, const unsigned char* zeros, int zero_point,
+                           int group, int tile, int n_pad, int lane, unsigned* zq, unsigned* sq) {
+  qw4_load_zeros(zeros, zero_point, group, tile, n_pad, lane, zq);
+  qw4_load_scales(scales, group, tile, n_pad, lane, sq);
 }
 // The zero pair (two fp16 1024 + z) of n8 block b from the packed bytes: one PRMT.
 QW4_HD unsigned qw4_zero_pair_of(const unsigned* zq, int b) {

@@ -4,7 +4,9 @@
 # text GPU == CPU, device vs host sampling; then the 7b shape as INT4 (RTN, g128) and FP16:
 # qwrun bench of both in the same run (decode tok/s, TTFT) and the transformers FP16 peer at
 # batch 1. Sections in order of importance; JSON under $OUT; a table last.
-# Usage: tools/int4_gpu_check.sh BIN_DIR     (QW_INT4_7B=0 skips the 7b part)
+# Usage: tools/int4_gpu_check.sh BIN_DIR     (QW_INT4_7B=0 skips the 7b part; QW_SKIP_FP16=1,
+# QW_SKIP_PEER=1 skip the FP16 bench / transformers peer; QW_INT4_SPLIT_SWEEP="1 2 4" benches
+# the INT4 artifact with each split-K factor forced through QW_INT4_SPLITS)
 set -u -o pipefail
 BIN=$1
 W=/tmp/qw_int4_work; mkdir -p $W; R=${OUT:-/tmp/qw_out}; mkdir -p $R
@@ -42,11 +44,18 @@ mark "7b int4 cpu-check done"
 $BIN/qwrun bench $W/m7b_int4.qwart --device gpu --kv-cache-gb 16 --batch-sizes 1 8 16 32 64 --decode-steps 128 \
   --out $R/bench7b_int4.json > /dev/null 2> $W/bench_int4.err || tail -3 $W/bench_int4.err
 mark "7b int4 bench done"
+[ -n "${QW_INT4_SPLIT_SWEEP:-}" ] && for s in $QW_INT4_SPLIT_SWEEP; do
+  QW_INT4_SPLITS=$s $BIN/qwrun bench $W/m7b_int4.qwart --device gpu --kv-cache-gb 16 --batch-sizes 1 8 16 \
+    --decode-steps 64 --prompt-lengths 128 --out $W/sweep_$s.json > /dev/null 2>&1
+  echo "splits $s: $(python3 -c "import json; print(json.load(open('$W/sweep_$s.json'))['decode_tok_s'])")"
+done
+if [ "${QW_SKIP_FP16:-0}" != 1 ]; then
 $BIN/qwc compile $W/ck7b -o $W/m7b.qwart --arch sm_90a 2>&1 | tail -1
 $BIN/qwrun bench $W/m7b.qwart --device gpu --kv-cache-gb 16 --batch-sizes 1 8 16 32 64 --decode-steps 128 \
   --out $R/bench7b_fp16.json > /dev/null 2> $W/bench_fp16.err || tail -3 $W/bench_fp16.err
 mark "7b fp16 bench done"
-timeout 200 python3 tools/bench_transformers_peer.py $W/ck7b --dtype fp16 --batches 1 --new-tokens 64 \
+fi
+[ "${QW_SKIP_PEER:-0}" = 1 ] || timeout 200 python3 tools/bench_transformers_peer.py $W/ck7b --dtype fp16 --batches 1 --new-tokens 64 \
   -o $R/peer7b.json > $W/peer.log 2>&1 || tail -3 $W/peer.log
 mark "transformers peer done"
 python3 - "$R" <<'PY'

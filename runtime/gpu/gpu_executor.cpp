@@ -353,7 +353,7 @@ Status GpuExecutor::tc_linear(TcMatrix m, const void* w, const void* x, int rows
 
 Status GpuExecutor::int4_projection(Int4Proj p, int l, const void* x, int rows, float* y) {
   cudaStream_t s = stream_.get();
-  if (rows <= Int4Linear::kMaxDirectRows) return int4_->multiply(p, l, x, rows, y, act_, s);
+  if (rows <= Int4Linear::kMaxDirectRows) return int4_->multiply(p, l, x, rows, y, act_, s, pdl_now_);
   const int H = int(cfg_.hidden_size), I = int(plan_.intermediate_per_rank);
   const int QD = int(plan_.q_heads_per_rank * cfg_.head_dim);
   QW_RETURN_IF_ERROR(int4_->dequantize(p, l, int4_dense_.get(), s));
@@ -407,7 +407,9 @@ Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
   // INT4 artifacts: int4_projection() multiplies the projections (checked first below).
   const DenseKernel dk = dense_kernel(rows);
   const bool gemv = dk == DenseKernel::Gemv, tc = dk == DenseKernel::TensorCore;
-  pdl_now_ = pdl_ && gemv && !int4_;
+  // PDL pairs kernels that trigger and wait (ours); cuBLAS and the INT4 dequantization
+  // passes (more than Int4Linear::kMaxDirectRows rows) run without it.
+  pdl_now_ = pdl_ && (int4_ ? rows <= Int4Linear::kMaxDirectRows : gemv);
   const float scale_log2 = float(1.0 / std::sqrt(double(D)) * 1.4426950408889634);
   const float* nullf = nullptr;
   const int* nulli = nullptr;

@@ -31,8 +31,8 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank,
     }
   QW_ASSIGN_OR_RETURN(q.dequant_, module.get("int4_dequant_f16"));
   QW_CUDA(cudaDeviceGetAttribute(&q.num_sms_, cudaDevAttrMultiProcessorCount, device));
-  // QW_INT4_MIN_UNITS=N: A/B of the work split on the device without rebuilding.
-  if (const char* v = std::getenv("QW_INT4_MIN_UNITS")) q.min_units_ = std::max(0, std::atoi(v));
+  // QW_INT4_SPLITS=N: A/B of the split-K factor on the device without rebuilding.
+  if (const char* v = std::getenv("QW_INT4_SPLITS")) q.splits_override_ = std::max(0, std::atoi(v));
 
   long long ws_floats = 1, counter_ints = 1;
   const int64_t layers = artifact.config().num_hidden_layers;
@@ -69,14 +69,15 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank,
       d.zero_point = m.zero_point;
       d.rows = int(m.rows), d.cols = int(m.cols), d.padded_rows = int(m.padded_rows),
       d.group = int(m.group_size);
-      q.layers_.push_back(d);
-      q.max_dense_ = std::max(q.max_dense_, size_t(m.rows) * size_t(m.cols));
       for (int v = 0; v < 2; ++v) {
-        const int b = kRowsPerLaunch[v];
-        const int grid = q.grid(d, b);
-        ws_floats = std::max(ws_floats, qw4_workspace_floats(grid, b, d.padded_rows, kProjMode[p]));
+        d.splits[v] = q.plan_splits(d, v + 1);
+        ws_floats = std::max(ws_floats, qw4_workspace_floats(d.padded_rows / 64, d.splits[v],
+                                                             kRowsPerLaunch[v], d.padded_rows,
+                                                             kProjMode[p]));
       }
-      counter_ints = std::max(counter_ints, qw4_counter_ints(d.padded_rows, d.rows, kProjMode[p]));
+      counter_ints = std::max(counter_ints, (long long)qw4_counter_ints(d.padded_rows, d.rows, kProjMode[p]));
+      q.max_dense_ = std::max(q.max_dense_, size_t(m.rows) * size_t(m.cols));
+      q.layers_.push_back(d);
     }
   QW_ASSIGN_OR_RETURN(q.ws_, DeviceBuffer::alloc(size_t(ws_floats) * 4, "the INT4 GEMM workspace"));
   QW_ASSIGN_OR_RETURN(q.counters_,
@@ -86,13 +87,14 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank,
   return q;
 }
 
-int Int4Linear::grid(const Matrix& m, int rows) const {
-  const int min_units = min_units_ > 0 ? min_units_ : rows > 8 ? 8 : 4;
-  return qw4_plan_grid(m.padded_rows / 64, m.cols, m.group, rows, num_sms_, min_units);
+int Int4Linear::plan_splits(const Matrix& m, int mh) const {
+  const int chunks = m.cols / 16 / qw4_kernel_chunk_slabs(m.group / 16, mh);
+  if (splits_override_ > 0) return std::min(splits_override_, chunks);
+  return qw4_plan_splits(m.padded_rows / 64, chunks, num_sms_ * QW4_BLOCKS_PER_SM);
 }
 
 Status Int4Linear::multiply(Int4Proj p, int layer, const void* x, int rows, float* y, void* yh,
-                            cudaStream_t stream) const {
+                            cudaStream_t stream, bool pdl) const {
   if (rows < 1 || rows > kMaxDirectRows)
     return Errorf("INT4 GEMM of %d rows (1..%d)", rows, kMaxDirectRows);
   const Matrix& m = matrix(p, layer);
@@ -104,12 +106,12 @@ Status Int4Linear::multiply(Int4Proj p, int layer, const void* x, int rows, floa
     const int left = rows - r0;
     const int v = left > 8 ? 1 : 0;
     const int n = std::min(left, kRowsPerLaunch[v]);
-    const int grid = this->grid(m, n);
     const void* xr = static_cast<const uint16_t*>(x) + size_t(r0) * size_t(m.cols);
     float* yr = y ? y + size_t(r0) * size_t(m.rows) : nullptr;
     void* yhr = yh ? static_cast<void*>(static_cast<uint16_t*>(yh) + size_t(r0) * size_t(out_cols))
                    : nullptr;
-    QW_RETURN_IF_ERROR(launch(gemm_[pi][v], dim3(unsigned(grid)), dim3(QW4_THREADS), 0, stream,
+    QW_RETURN_IF_ERROR(launch_pdl(pdl, gemm_[pi][v], dim3(unsigned(m.padded_rows / 64), unsigned(m.splits[v])),
+                              dim3(QW4_THREADS), 0, stream,
                               m.packed, m.scales, m.zeros, m.perm, m.zero_point, xr, yr, yhr,
                               ws_.as<float>(), counters_.as<int>(), m.rows, m.padded_rows, n));
     r0 += n;

@@ -35,9 +35,10 @@ class Int4Linear {
 
   // The kernels' output convention: Qkv: y = W x (fp32 [rows][N]); ORes / DownRes: y += W x;
   // GateUpSwiglu: yh[r][n] = silu(gate) * up (fp16 [rows][N/2]). x: fp16 [rows][K].
-  // rows <= kMaxDirectRows.
+  // rows <= kMaxDirectRows. pdl: launch with programmatic dependent launch (the kernels
+  // fetch their first weights before waiting on the previous kernel).
   Status multiply(Int4Proj p, int layer, const void* x, int rows, float* y, void* yh,
-                  cudaStream_t stream) const;
+                  cudaStream_t stream, bool pdl = false) const;
   // out[n * K + c] = W[n][c] in fp16 (logical input order), for a cuBLAS GEMM.
   Status dequantize(Int4Proj p, int layer, void* out, cudaStream_t stream) const;
   // Elements of the largest matrix (the dequantization scratch the executor allocates).
@@ -52,8 +53,10 @@ class Int4Linear {
     const int* perm = nullptr;             // null: identity
     int zero_point = 8;
     int rows = 0, cols = 0, padded_rows = 0, group = 0;
+    int splits[2] = {1, 1};  // split-K blocks per tile of the m8 / m16 launches
   };
-  int grid(const Matrix& m, int rows) const;
+  // qw4_plan_splits for the m8 (mh 1) or m16 (mh 2) kernel, or QW_INT4_SPLITS.
+  int plan_splits(const Matrix& m, int mh) const;
   const Matrix& matrix(Int4Proj p, int layer) const {
     return layers_[size_t(layer) * 4 + size_t(p)];
   }
@@ -62,11 +65,7 @@ class Int4Linear {
   cudaKernel_t gemm_[4][2]{};   // [proj][m8, m16]
   cudaKernel_t dequant_{};
   int num_sms_ = 0;
-  // Chunks each warp gets at least (qw4_plan_grid): fewer, longer-lived warps split each tile
-  // among fewer contributors, so the last one's serial reduction is shorter. Measured on the
-  // H100 (7b shape, bench/results/int4_split_sweep_h100_2026-11-23.json): 4 for m8 launches,
-  // 8 for m16. 0: those; QW_INT4_MIN_UNITS overrides both.
-  int min_units_ = 0;
+  int splits_override_ = 0;  // QW_INT4_SPLITS (0: plan)
   size_t max_dense_ = 0;
   DeviceBuffer ws_, counters_;
 };

@@ -3,7 +3,7 @@
 // seed is printed), with NaN-poisoned outputs and every CUDA call checked. The module is
 // compiled with NVRTC for the device from the embedded templates plus test instantiations
 // covering group sizes 32/64/128/K, zeros or symmetric, act-order or not, N not a multiple
-// of 64, 1..16 rows and grids from 1 block to a full wave.
+// of 64, 1..16 rows and split-K factors from 1 to more splits than chunks.
 //
 // Tolerances. Exact mode: activations are small integers and scales powers of two (2^0 ..
 // 2^-6), so every mma sum is an integer below 2^20, every scaled group sum and every
@@ -109,7 +109,7 @@ struct Result {
 
 // One launch on fresh buffers; the counters are zeroed once and must come back zero.
 Result run_gemm(const RandomInt4& r, const std::vector<uint16_t>& x, const Gemm& g, int batch,
-                int grid, const std::vector<float>& y0) {
+                int splits, const std::vector<float>& y0) {
   const int N = int(g.n), n_pad = int(r.m.padded_rows), inter = N / 2;
   const std::string name = inst_name(int(g.k), int(g.group), g.mode) + (batch > 8 ? "_m16" : "_m8");
   auto kern = module().get(name);
@@ -118,14 +118,15 @@ Result run_gemm(const RandomInt4& r, const std::vector<uint16_t>& x, const Gemm&
                dp = upload(r.m.perm), dx = upload(x);
   DeviceBuffer dy = g.mode == 1 ? upload(y0) : poisoned(size_t(batch) * N * 4);
   DeviceBuffer dyh = poisoned(size_t(std::max(1, batch * inter)) * 2);
-  DeviceBuffer dws = poisoned(size_t(qw4_workspace_floats(grid, batch, n_pad, g.mode)) * 4);
+  DeviceBuffer dws = poisoned(
+      size_t(qw4_workspace_floats(n_pad / 64, splits, batch, n_pad, g.mode)) * 4);
   const size_t nc = size_t(qw4_counter_ints(n_pad, N, g.mode));
   auto dc = DeviceBuffer::alloc(nc * 4, "test");
   REQUIRE(dc.ok());
   REQUIRE(cudaMemset(dc->get(), 0, nc * 4) == cudaSuccess);
   const unsigned char* zp = g.zeros ? dz.as<const unsigned char>() : nullptr;
   const int* pp = g.perm ? dp.as<const int>() : nullptr;
-  check_launch(launch(*kern, dim3(unsigned(grid)), dim3(QW4_THREADS), 0, nullptr,
+  check_launch(launch(*kern, dim3(unsigned(n_pad / 64), unsigned(splits)), dim3(QW4_THREADS), 0, nullptr,
                       dw.as<const void>(), ds.as<const void>(), zp, pp, int(r.m.zero_point),
                       dx.as<const void>(), dy.as<float>(), dyh.as<void>(), dws.as<float>(),
                       dc->as<int>(), N, n_pad, batch));
@@ -141,7 +142,7 @@ Result run_gemm(const RandomInt4& r, const std::vector<uint16_t>& x, const Gemm&
 // The smallest magnitude fp16 round-to-nearest takes to infinity (65504 + half an ulp).
 constexpr double kF16Overflow = 65520.0;
 
-void check_gemm(const Gemm& g, int batch, int grid, bool exact, std::mt19937_64& rng) {
+void check_gemm(const Gemm& g, int batch, int splits, bool exact, std::mt19937_64& rng) {
   CAPTURE(g.n);
   CAPTURE(g.k);
   CAPTURE(g.group);
@@ -149,7 +150,7 @@ void check_gemm(const Gemm& g, int batch, int grid, bool exact, std::mt19937_64&
   CAPTURE(g.perm);
   CAPTURE(g.mode);
   CAPTURE(batch);
-  CAPTURE(grid);
+  CAPTURE(splits);
   CAPTURE(exact);
   RandomInt4 r;
   make_random_int4(r, g.n, g.k, g.group, g.zeros, g.perm, exact ? Scales::kPow2 : Scales::kRandom,
@@ -160,7 +161,7 @@ void check_gemm(const Gemm& g, int batch, int grid, bool exact, std::mt19937_64&
   const int N = int(g.n), inter = N / 2;
   std::vector<float> y0(size_t(batch) * N);
   for (auto& v : y0) v = float(int(rng() % 64) - 32);
-  const Result res = run_gemm(r, x, g, batch, grid, y0);
+  const Result res = run_gemm(r, x, g, batch, splits, y0);
   size_t bad = 0;
   double worst = 0;
   for (int b = 0; b < batch; ++b)
@@ -211,14 +212,17 @@ TEST_CASE("INT4 GEMM: every mode, 1..16 rows, group 32/64/128/K, zeros, act-orde
   const int sms = num_sms();
   for (const Gemm& g : cases)
     for (int batch : {1, 2, 5, 8, 9, 16}) {
-      const int plan = qw4_plan_grid(int(quant::int4_padded_rows(g.n) / 64), int(g.k), int(g.group),
-                                     batch, sms, 1);
-      for (int grid : {1, 7, plan})
-        for (bool exact : {true, false}) check_gemm(g, batch, grid, exact, rng);
+      const int chunks = int(g.k) / 16 / qw4_kernel_chunk_slabs(int(g.group) / 16, batch > 8 ? 2 : 1);
+      const int plan = qw4_plan_splits(int(quant::int4_padded_rows(g.n) / 64), chunks,
+                                       sms * QW4_BLOCKS_PER_SM);
+      // 40 splits exceed the chunks of the small cases: blocks with nothing to add must still
+      // take part in the tile's reduction.
+      for (int splits : {1, 3, plan, batch == 5 ? 40 : 2})
+        for (bool exact : {true, false}) check_gemm(g, batch, splits, exact, rng);
     }
 }
 
-TEST_CASE("INT4 GEMM is deterministic and batch-invariant for a given kernel and grid") {
+TEST_CASE("INT4 GEMM is deterministic and batch-invariant for a given kernel and split") {
   if (!have_gpu()) return;
   std::mt19937_64 rng(seed() + 200);
   const Gemm g{600, 4096, 64, true, false, 0};
@@ -226,15 +230,15 @@ TEST_CASE("INT4 GEMM is deterministic and batch-invariant for a given kernel and
   make_random_int4(r, g.n, g.k, g.group, g.zeros, g.perm, Scales::kRandom, rng);
   auto x16 = random_activations(16, g.k, false, rng);
   auto rows = [&](int b) { return std::vector<uint16_t>(x16.begin(), x16.begin() + b * g.k); };
-  const int grid = 100;
+  const int splits = 5;
   std::vector<float> none;
-  const Result a = run_gemm(r, x16, g, 16, grid, none), b = run_gemm(r, x16, g, 16, grid, none);
+  const Result a = run_gemm(r, x16, g, 16, splits, none), b = run_gemm(r, x16, g, 16, splits, none);
   CHECK(a.y == b.y);  // bitwise, run to run (no float atomics)
   // Rows do not interact: row 0 of a batch of 1 == of 8 (m8 kernel), of 9 == of 16 (m16).
   // (m8 and m16 cut K into different chunks, so they differ in the last bits.)
-  const Result one = run_gemm(r, rows(1), g, 1, grid, none),
-               eight = run_gemm(r, rows(8), g, 8, grid, none);
-  const Result nine = run_gemm(r, rows(9), g, 9, grid, none);
+  const Result one = run_gemm(r, rows(1), g, 1, splits, none),
+               eight = run_gemm(r, rows(8), g, 8, splits, none);
+  const Result nine = run_gemm(r, rows(9), g, 9, splits, none);
   for (int64_t n = 0; n < g.n; ++n) {
     CHECK(one.y[size_t(n)] == eight.y[size_t(n)]);
     CHECK(nine.y[size_t(n)] == a.y[size_t(n)]);

@@ -1,9 +1,9 @@
 // CPU emulation of the INT4 decode GEMM (kernels_templates/gemv_int4.cuh). The kernel's own
 // index math and per-lane steps (kernels_templates/int4_index.cuh: fragment coordinates, tile
-// addressing, magic-number dequantization, group fold, stream-K work split, partial-sum slots,
+// addressing, magic-number dequantization, group fold, split-K work split, partial-sum slots,
 // SwiGLU dependencies) run here lane by lane; the one thing not taken from that header is the
 // tensor-core instruction itself, emulated below straight from the PTX ISA's fragment tables
-// for mma.m16n8k16 .f16 (so a wrong register layout in the kernel cannot cancel out). Warps
+// for mma.m16n8k16 .f16 (so a wrong register layout in the kernel cannot cancel out). Blocks
 // run one after another in a random order, which is a legal schedule of the kernel's
 // last-arriver reductions. With small-integer activations and scales m / 1024, every product
 // and sum is exact in double, so the emulation must equal the dequantize_int4_rows reference
@@ -62,7 +62,7 @@ void hw_mma(double (*d)[4], const unsigned (*a)[4], const unsigned (*b)[2]) {
 }
 
 struct Launch {
-  int K = 0, group = 0, mode = 0, mh = 1, batch = 1, grid = 1;
+  int K = 0, group = 0, mode = 0, mh = 1, batch = 1, splits = 1;
 };
 
 // Emulates one launch. y: MODE 0/1 output [batch][N] (MODE 1 adds to it); yh: MODE 2 [batch][I].
@@ -74,22 +74,23 @@ void emulate(const RandomInt4& r, const std::vector<uint16_t>& x, const Launch& 
   const int GS = L.group / 16, U = qw4_kernel_chunk_slabs(GS, MH), C = K / 16 / U;
   REQUIRE(K % L.group == 0);
   REQUIRE(GS % U == 0);
-  const int n_tiles = n_pad >> 6;
-  const long long units = (long long)n_tiles * C;
-  const int workers = qw4_workers(units, (long long)L.grid * QW4_WARPS);
-  std::vector<double> ws(size_t(qw4_workspace_floats(L.grid, batch, n_pad, L.mode)), std::nan(""));
+  const int n_tiles = n_pad >> 6, S = L.splits, elems = batch * 64;
+  std::vector<double> ws(size_t(qw4_workspace_floats(n_tiles, S, batch, n_pad, L.mode)),
+                         std::nan(""));
   REQUIRE(counters.size() >= size_t(qw4_counter_ints(n_pad, N, L.mode)));
   const unsigned short* xs = x.data();
   const int* perm = r.m.perm.empty() ? nullptr : r.m.perm.data();
   const unsigned short* scales = r.m.scales;
   const unsigned char* zeros = r.m.zeros;
   const int zero_point = r.m.zero_point;
-  std::vector<int> order(size_t(L.grid * QW4_WARPS));
-  for (size_t i = 0; i < order.size(); ++i) order[i] = int(i);
-  std::shuffle(order.begin(), order.end(), rng);
+  // Blocks finish in a random order: a legal schedule of the last-arriver reductions.
+  std::vector<std::pair<int, int>> blocks;
+  for (int t = 0; t < n_tiles; ++t)
+    for (int s = 0; s < S; ++s) blocks.emplace_back(t, s);
+  std::shuffle(blocks.begin(), blocks.end(), rng);
 
   auto load_words = [&](int slab, int tile, int lane) {
-    // The kernel: ld_stream16(W + lane + slab * (n_pad >> 1) + tile * 32), W as uint4.
+    // The kernel: ld_stream16(W + tile * 32 + lane + slab * (n_pad >> 1)), W as uint4.
     const long long w4 = (long long)lane + (long long)slab * (n_pad >> 1) + (long long)tile * 32;
     REQUIRE(4 * w4 == qw4_tile_word(slab, tile, lane, n_pad));
     Qw4Words wd;
@@ -97,150 +98,90 @@ void emulate(const RandomInt4& r, const std::vector<uint16_t>& x, const Launch& 
     return wd;
   };
 
-  // MODE epilogue (qw4_finish_tile), lane by lane.
-  auto finish_tile = [&](double(*acc)[8][4], int tile) {
-    if (L.mode != 2) {
+  for (auto [tile, split] : blocks) {
+    const int c_lo = qw4_split_begin(C, S, split), c_hi = qw4_split_begin(C, S, split + 1);
+    std::vector<double> red(size_t(QW4_WARPS * elems), 0.0);
+    // Each warp's main loop (qw4_gemm), lane by lane.
+    for (int w = 0; w < QW4_WARPS; ++w) {
+      static double acc[32][8][4], gacc[32][8][4];
       for (int lane = 0; lane < 32; ++lane)
-        for (int j = 0; j < 4; ++j)
-          for (int h = 0; h < 2; ++h)
-            for (int i = 0; i < 2 * MH; ++i) {
-              const int m = qw4_c_row(i, lane),
-                        n = tile * 64 + qw4_tile_col(j, h, qw4_c_n(i, lane));
-              if (m < batch && n < N) {
-                double& p = y[size_t(m) * N + size_t(n)];
-                p = L.mode == 1 ? p + acc[lane][qw4_blk(j, h)][i] : acc[lane][qw4_blk(j, h)][i];
-              }
-            }
-      return;
-    }
-    const int inter = N >> 1;
-    double* fin = ws.data() + qw4_workspace_floats(L.grid, batch, n_pad, 0);
-    for (int lane = 0; lane < 32; ++lane)
-      for (int j = 0; j < 4; ++j)
-        for (int h = 0; h < 2; ++h)
-          for (int i = 0; i < 2 * MH; ++i) {
-            const int m = qw4_c_row(i, lane), n = tile * 64 + qw4_tile_col(j, h, qw4_c_n(i, lane));
-            if (m < batch) fin[size_t(m) * n_pad + size_t(n)] = acc[lane][qw4_blk(j, h)][i];
+        for (int b = 0; b < 8; ++b)
+          for (int i = 0; i < 4; ++i) acc[lane][b][i] = gacc[lane][b][i] = 0;
+      for (int c = c_lo + w; c < c_hi; c += QW4_WARPS) {
+        unsigned zc[32][2], sc[32][8];
+        for (int lane = 0; lane < 32; ++lane)
+          qw4_load_group(scales, zeros, zero_point, c * U / GS, tile, n_pad, lane, zc[lane], sc[lane]);
+        for (int v = 0; v < U; ++v) {
+          unsigned a[32][4], b[32][8][2];
+          for (int lane = 0; lane < 32; ++lane) {
+            qw4_load_a<MH>(xs, perm, K, batch, c * U + v, lane, a[lane]);
+            qw4_b_frags(load_words(c * U + v, tile, lane), zc[lane], b[lane]);
           }
-    int outs[3];
-    const int no = qw4_swiglu_dependents(tile, inter, outs);
-    for (int q = 0; q < no; ++q) {
-      if (counters[size_t(n_tiles + outs[q])]++ != qw4_swiglu_deps(outs[q], inter) - 1) continue;
-      const int o = outs[q];
-      for (int e = 0; e < batch * 64; ++e) {
-        const int m = e >> 6, n = o * 64 + (e & 63);
-        if (n < inter)
-          yh[size_t(m) * inter + size_t(n)] = silu_mul(fin[size_t(m) * n_pad + size_t(n)],
-                                                       fin[size_t(m) * n_pad + size_t(inter + n)]);
+          for (int k = 0; k < 8; ++k) {
+            double d[32][4];
+            unsigned bk[32][2];
+            for (int lane = 0; lane < 32; ++lane) {
+              for (int i = 0; i < 4; ++i) d[lane][i] = MH == 2 || i < 2 ? gacc[lane][k][i] : 0.0;
+              bk[lane][0] = b[lane][k][0], bk[lane][1] = b[lane][k][1];
+            }
+            hw_mma(d, a, bk);
+            for (int lane = 0; lane < 32; ++lane)
+              for (int i = 0; i < 2 * MH; ++i) gacc[lane][k][i] = d[lane][i];  // m8: c2/c3 dropped
+          }
+        }
+        for (int lane = 0; lane < 32; ++lane) qw4_fold<MH, double>(acc[lane], gacc[lane], sc[lane]);
       }
-      counters[size_t(n_tiles + o)] = 0;
-    }
-  };
-
-  // qw4_tile_end, lane by lane.
-  auto tile_end = [&](double(*acc)[8][4], int tile, int w) {
-    const int wlo = qw4_worker_of((long long)tile * C, units, workers);
-    const int whi = qw4_worker_of((long long)tile * C + C - 1, units, workers);
-    if (wlo != whi) {
-      const int slot = qw4_slot(w, tile, units, workers, C);
       for (int lane = 0; lane < 32; ++lane)
         for (int j = 0; j < 4; ++j)
           for (int h = 0; h < 2; ++h)
             for (int i = 0; i < 2 * MH; ++i) {
               const int m = qw4_c_row(i, lane);
               if (m < batch)
-                ws[size_t(qw4_partial_index(w, slot, m, qw4_tile_col(j, h, qw4_c_n(i, lane)),
-                                            batch))] = acc[lane][qw4_blk(j, h)][i];
+                red[size_t(w * elems + m * 64 + qw4_tile_col(j, h, qw4_c_n(i, lane)))] =
+                    acc[lane][qw4_blk(j, h)][i];
             }
-      if (counters[size_t(tile)]++ != whi - wlo) return;
-      for (int lane = 0; lane < 32; ++lane)
-        for (int b = 0; b < 8; ++b)
-          for (int i = 0; i < 4; ++i) acc[lane][b][i] = 0;
-      for (int c = wlo; c <= whi; ++c) {
-        const int cs = qw4_slot(c, tile, units, workers, C);
-        for (int lane = 0; lane < 32; ++lane)
-          for (int j = 0; j < 4; ++j)
-            for (int h = 0; h < 2; ++h)
-              for (int i = 0; i < 2 * MH; ++i) {
-                const int m = qw4_c_row(i, lane);
-                if (m < batch) {
-                  const double v = ws[size_t(
-                      qw4_partial_index(c, cs, m, qw4_tile_col(j, h, qw4_c_n(i, lane)), batch))];
-                  REQUIRE(!std::isnan(v));  // every contributor wrote its slot before
-                  acc[lane][qw4_blk(j, h)][i] += v;
-                }
-              }
+    }
+    std::vector<double> v(size_t(elems), 0.0);
+    for (int e = 0; e < elems; ++e)
+      for (int w = 0; w < QW4_WARPS; ++w) v[size_t(e)] += red[size_t(w * elems + e)];
+    if (S > 1) {
+      for (int e = 0; e < elems; ++e)
+        ws[size_t(qw4_partial_index(tile, S, split, 0, 0, batch) + e)] = v[size_t(e)];
+      if (counters[size_t(tile)]++ != S - 1) continue;
+      for (int e = 0; e < elems; ++e) {
+        v[size_t(e)] = 0;
+        for (int s = 0; s < S; ++s) {
+          const double p = ws[size_t(qw4_partial_index(tile, S, s, e >> 6, e & 63, batch))];
+          REQUIRE(!std::isnan(p));  // every split published its sum before
+          v[size_t(e)] += p;
+        }
       }
       counters[size_t(tile)] = 0;
     }
-    finish_tile(acc, tile);
-  };
-
-  // Each warp's main loop (qw4_gemm), lane by lane.
-  for (int w : order) {
-    if (w >= workers) continue;
-    long long u = qw4_begin(units, workers, w);
-    const long long u_end = qw4_begin(units, workers, w + 1);
-    REQUIRE(u < u_end);
-    static double acc[32][8][4], gacc[32][8][4];
-    for (int lane = 0; lane < 32; ++lane)
-      for (int b = 0; b < 8; ++b)
-        for (int i = 0; i < 4; ++i) acc[lane][b][i] = gacc[lane][b][i] = 0;
-    std::vector<Qw4Words> wc(size_t(32 * U)), wn(size_t(32 * U));
-    unsigned zc[32][2], sc[32][8], zn[32][2], sn[32][8];
-    Qw4Chunk ch = qw4_chunk(u, C, U, GS);
-    for (int lane = 0; lane < 32; ++lane) {
-      for (int v = 0; v < U; ++v) wc[size_t(lane * U + v)] = load_words(ch.slab + v, ch.tile, lane);
-      qw4_load_group(scales, zeros, zero_point, ch.group, ch.tile, n_pad, lane, zc[lane], sc[lane]);
+    if (L.mode != 2) {
+      for (int e = 0; e < elems; ++e) {
+        const int m = e >> 6, n = tile * 64 + (e & 63);
+        if (n >= N) continue;
+        double& p = y[size_t(m) * N + size_t(n)];
+        p = L.mode == 1 ? p + v[size_t(e)] : v[size_t(e)];
+      }
+      continue;
     }
-    for (;;) {
-      const bool more = u + 1 < u_end;
-      const Qw4Chunk nx = more ? qw4_chunk(u + 1, C, U, GS) : ch;
-      const bool same_tile = more && nx.tile == ch.tile;
-      const bool same_group = same_tile && nx.group == ch.group;
-      if (more)
-        for (int lane = 0; lane < 32; ++lane) {
-          for (int v = 0; v < U; ++v)
-            wn[size_t(lane * U + v)] = load_words(nx.slab + v, nx.tile, lane);
-          if (!same_group)
-            qw4_load_group(scales, zeros, zero_point, nx.group, nx.tile, n_pad, lane, zn[lane],
-                           sn[lane]);
-        }
-      for (int v = 0; v < U; ++v) {
-        unsigned a[32][4], b[32][8][2];
-        for (int lane = 0; lane < 32; ++lane) {
-          qw4_load_a<MH>(xs, perm, K, batch, ch.slab + v, lane, a[lane]);
-          qw4_b_frags(wc[size_t(lane * U + v)], zc[lane], b[lane]);
-        }
-        for (int k = 0; k < 8; ++k) {
-          double d[32][4];
-          unsigned bk[32][2];
-          for (int lane = 0; lane < 32; ++lane) {
-            for (int i = 0; i < 4; ++i) d[lane][i] = MH == 2 || i < 2 ? gacc[lane][k][i] : 0.0;
-            bk[lane][0] = b[lane][k][0], bk[lane][1] = b[lane][k][1];
-          }
-          hw_mma(d, a, bk);
-          for (int lane = 0; lane < 32; ++lane)
-            for (int i = 0; i < 2 * MH; ++i) gacc[lane][k][i] = d[lane][i];  // m8: c2/c3 discarded
-        }
+    const int inter = N >> 1;
+    double* fin = ws.data() + qw4_fin_offset(n_tiles, S, batch);
+    for (int e = 0; e < elems; ++e) fin[size_t(e >> 6) * n_pad + size_t(tile * 64 + (e & 63))] = v[size_t(e)];
+    int outs[3];
+    const int no = qw4_swiglu_dependents(tile, inter, outs);
+    for (int q = 0; q < no; ++q) {
+      if (counters[size_t(n_tiles + outs[q])]++ != qw4_swiglu_deps(outs[q], inter) - 1) continue;
+      const int o = outs[q];
+      for (int e = 0; e < elems; ++e) {
+        const int m = e >> 6, n = o * 64 + (e & 63);
+        if (n < inter)
+          yh[size_t(m) * inter + size_t(n)] = silu_mul(fin[size_t(m) * n_pad + size_t(n)],
+                                                       fin[size_t(m) * n_pad + size_t(inter + n)]);
       }
-      if (!same_group)
-        for (int lane = 0; lane < 32; ++lane) qw4_fold<MH, double>(acc[lane], gacc[lane], sc[lane]);
-      if (!same_tile) {
-        tile_end(acc, ch.tile, w);
-        for (int lane = 0; lane < 32; ++lane)
-          for (int b = 0; b < 8; ++b)
-            for (int i = 0; i < 4; ++i) acc[lane][b][i] = 0;
-      }
-      if (!more) break;
-      ++u;
-      ch = nx;
-      wc = wn;
-      if (!same_group)
-        for (int lane = 0; lane < 32; ++lane) {
-          for (int b = 0; b < 2; ++b) zc[lane][b] = zn[lane][b];
-          for (int b = 0; b < 8; ++b) sc[lane][b] = sn[lane][b];
-        }
+      counters[size_t(n_tiles + o)] = 0;
     }
   }
 }
@@ -251,7 +192,7 @@ struct Case {
   int mode;
 };
 
-void run_case(const Case& c, int mh, int batch, int grid, std::mt19937_64& rng) {
+void run_case(const Case& c, int mh, int batch, int splits, std::mt19937_64& rng) {
   CAPTURE(c.n);
   CAPTURE(c.k);
   CAPTURE(c.group);
@@ -260,7 +201,7 @@ void run_case(const Case& c, int mh, int batch, int grid, std::mt19937_64& rng) 
   CAPTURE(c.mode);
   CAPTURE(mh);
   CAPTURE(batch);
-  CAPTURE(grid);
+  CAPTURE(splits);
   RandomInt4 r;
   make_random_int4(r, c.n, c.k, c.group, c.zeros, c.perm, Scales::kExact1024, rng);
   auto x = random_activations(batch, c.k, /*small_ints=*/true, rng);
@@ -268,7 +209,7 @@ void run_case(const Case& c, int mh, int batch, int grid, std::mt19937_64& rng) 
   reference_gemm(r, x, batch, ref, mag);
   Launch L;
   L.K = int(c.k), L.group = int(c.group), L.mode = c.mode, L.mh = mh, L.batch = batch,
-  L.grid = grid;
+  L.splits = splits;
   const int N = int(c.n), inter = N / 2;
   std::vector<double> y(size_t(batch) * N, std::nan("")), yh(size_t(batch) * inter, std::nan(""));
   std::vector<double> y0(y.size());
@@ -354,33 +295,25 @@ TEST_CASE("magic-number dequantization is exact for every code and zero point") 
       }
 }
 
-TEST_CASE("stream-K split: ranges, owners, slots") {
-  for (long long units : {1LL, 7LL, 64LL, 1000LL, 3136LL})
-    for (long long warps : {1LL, 3LL, 8LL, 16LL, 64LL, 2112LL}) {
-      const int workers = qw4_workers(units, warps);
-      CHECK(workers <= warps);
-      CHECK(qw4_begin(units, workers, 0) == 0);
-      CHECK(qw4_begin(units, workers, workers) == units);
-      for (int w = 0; w < workers; ++w)
-        CHECK(qw4_begin(units, workers, w) < qw4_begin(units, workers, w + 1));
-      for (long long u = 0; u < units; ++u) {
-        const int w = qw4_worker_of(u, units, workers);
-        REQUIRE(w >= 0);
-        REQUIRE(w < workers);
-        CHECK(qw4_begin(units, workers, w) <= u);
-        CHECK(u < qw4_begin(units, workers, w + 1));
+TEST_CASE("split-K: every chunk of a tile in exactly one split, one warp") {
+  for (int chunks : {1, 7, 56, 296})
+    for (int splits : {1, 3, 8, 40, 64}) {
+      CHECK(qw4_split_begin(chunks, splits, 0) == 0);
+      CHECK(qw4_split_begin(chunks, splits, splits) == chunks);
+      std::vector<int> seen(size_t(chunks), 0);
+      for (int s = 0; s < splits; ++s) {
+        const int lo = qw4_split_begin(chunks, splits, s), hi = qw4_split_begin(chunks, splits, s + 1);
+        CHECK(lo <= hi);
+        CHECK(hi - lo <= (chunks + splits - 1) / splits);  // balanced
+        for (int w = 0; w < QW4_WARPS; ++w)
+          for (int c = lo + w; c < hi; c += QW4_WARPS) ++seen[size_t(c)];
       }
-      for (int C : {1, 2, 7, 56}) {
-        if (units % C) continue;
-        // No worker uses one slot for two tiles.
-        for (int w = 0; w < workers; ++w) {
-          const long long b = qw4_begin(units, workers, w), e = qw4_begin(units, workers, w + 1);
-          const int t0 = int(b / C), t1 = int((e - 1) / C);
-          CHECK(qw4_slot(w, t0, units, workers, C) == 0);
-          if (t1 != t0) CHECK(qw4_slot(w, t1, units, workers, C) == 1);
-        }
-      }
+      for (int n : seen) CHECK(n == 1);
     }
+  // Partial sums of distinct (tile, split, row, column) never share a slot.
+  CHECK(qw4_partial_index(0, 3, 1, 0, 0, 2) == 2 * 64);
+  CHECK(qw4_partial_index(1, 3, 0, 0, 0, 2) == 3 * 2 * 64);
+  CHECK(qw4_partial_index(1, 3, 2, 1, 63, 2) + 1 == qw4_fin_offset(2, 3, 2));
 }
 
 TEST_CASE("SwiGLU output tiles: dependency counts match the tiles that feed them") {
@@ -415,16 +348,23 @@ TEST_CASE("SwiGLU output tiles: dependency counts match the tiles that feed them
 }
 
 TEST_CASE("launch plan and workspace sizes") {
-  // 7B shapes on an H100 (132 SMs): one wave of resident blocks (one per SM).
-  CHECK(qw4_plan_grid(72, 3584, 128, 1, 132, 1) == 132);
-  CHECK(qw4_kernel_chunk_slabs(8, 1) == 8);  // g128, m8
-  CHECK(qw4_kernel_chunk_slabs(8, 2) == 4);  // g128, m16
+  CHECK(qw4_kernel_chunk_slabs(8, 1) == 4);  // g128, m8
+  CHECK(qw4_kernel_chunk_slabs(8, 2) == 2);  // g128, m16
   CHECK(qw4_kernel_chunk_slabs(2, 1) == 2);  // g32
   CHECK(qw4_kernel_chunk_slabs(7, 1) == 1);  // one group of K = 112
-  CHECK(qw4_plan_grid(56, 18944, 128, 16, 132, 1) == 132);
-  CHECK(qw4_plan_grid(1, 128, 128, 1, 132, 1) == 1);  // tiny: never more warps than chunks
-  CHECK(qw4_workspace_floats(2, 3, 128, 0) == 2LL * 16 * 3 * 64);
-  CHECK(qw4_workspace_floats(2, 3, 128, 2) == 2LL * 16 * 3 * 64 + 3 * 128);
+  // 7B shapes (g128, m8: 56 chunks per tile for K = 3584, 296 for 18944) on an H100 (132 SMs,
+  // 264 resident blocks): qkv 72 tiles -> 3 splits (216 blocks, one wave), o_proj 56 -> 4,
+  // gate_up 592 tiles -> 1 (three waves; more splits only add partial sums), down_proj 56
+  // tiles -> 4 (224 blocks).
+  CHECK(qw4_plan_splits(72, 56, 264) == 3);
+  CHECK(qw4_plan_splits(56, 56, 264) == 4);
+  CHECK(qw4_plan_splits(592, 56, 264) == 1);
+  CHECK(qw4_plan_splits(56, 296, 264) == 4);
+  CHECK(qw4_plan_splits(1, 1, 264) == 1);  // never more splits than chunks
+  CHECK(qw4_plan_splits(1, 8, 264) == 1);   // one block: its 8 warps take a chunk each
+  CHECK(qw4_plan_splits(2, 64, 264) == 8);
+  CHECK(qw4_workspace_floats(2, 3, 4, 128, 0) == 2LL * 3 * 4 * 64);
+  CHECK(qw4_workspace_floats(2, 3, 4, 128, 2) == 2LL * 3 * 4 * 64 + 4 * 128);
   CHECK(qw4_counter_ints(128, 100, 1) == 2);
   CHECK(qw4_counter_ints(128, 100, 2) == 2 + 1);
 }
@@ -443,8 +383,8 @@ TEST_CASE("emulated INT4 GEMM equals the CPU reference exactly (all modes, 1..16
   };
   for (const Case& c : cases)
     for (int mh : {1, 2})
-      for (int grid : {1, 3, 40}) {
+      for (int splits : {1, 3, 40}) {
         const int batches_m8[] = {1, 3, 8}, batches_m16[] = {1, 9, 16};
-        for (int batch : (mh == 1 ? batches_m8 : batches_m16)) run_case(c, mh, batch, grid, rng);
+        for (int batch : (mh == 1 ? batches_m8 : batches_m16)) run_case(c, mh, batch, splits, rng);
       }
 }
