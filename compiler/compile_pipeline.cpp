@@ -1,6 +1,7 @@
 #include "compiler/compile_pipeline.h"
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <future>
@@ -52,6 +53,8 @@ struct Int4Source {
   std::optional<Checkpoint> quantized;  // scratch checkpoint when qwc quantized the model
   ScratchDir scratch;
   std::string calib_sha256;             // of the calibration text, for provenance
+  double seconds = 0;                   // spent quantizing
+  std::string gptq_device;              // where GPTQ ran ("cpu" / "gpu"), empty otherwise
 };
 
 Expected<std::vector<std::vector<int32_t>>> calibration_tokens(const CompileOptions& o,
@@ -94,12 +97,24 @@ Status prepare_int4(const CompileOptions& o, const ModelConfig& config, const Ch
   q.settings.threads = o.threads ? o.threads : default_threads();
   q.rtn = o.rtn;
   q.cancel = o.cancel;
+  // RTN is a per-element rounding: it stays on the CPU whatever --gptq-device says.
+  gptq::GptqDeviceChoice where;
   if (!o.rtn) {
+    QW_ASSIGN_OR_RETURN(where,
+                        gptq::resolve_gptq_device(o.gptq_device, o.gptq_gpu, q.settings.threads));
     QW_ASSIGN_OR_RETURN(q.calibration, calibration_tokens(o, src.calib_sha256));
+    std::fprintf(stderr, "qwc: GPTQ on %s\n", where.description.c_str());
+    src.gptq_device = gptq::gptq_device_name(where.device);
   }
   src.scratch.path = o.output + ".gptq.tmp." + std::to_string(::getpid());
   q.out_dir = src.scratch.path;
-  QW_ASSIGN_OR_RETURN(src.config, gptq::quantize_model(config, ckpt, q));
+  const auto t0 = std::chrono::steady_clock::now();
+  if (where.device == gptq::GptqDevice::kGpu) {
+    QW_ASSIGN_OR_RETURN(src.config, o.gptq_gpu->quantize_model(config, ckpt, q));
+  } else {
+    QW_ASSIGN_OR_RETURN(src.config, gptq::quantize_model(config, ckpt, q));
+  }
+  src.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   QW_ASSIGN_OR_RETURN(Checkpoint qc, Checkpoint::open(src.scratch.path));
   src.quantized.emplace(std::move(qc));
   return Status::Ok();
@@ -297,6 +312,9 @@ Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
   meta.target_archs = o.archs;
   meta.compiler_version = o.compiler_version;
   meta.command_line = normalized_command_line(o);
+  // The GPU's GPTQ differs from the CPU's in rare rounding ties (docs/int4_layout.md), so the
+  // artifact says which one ran; CPU compiles keep the command line they always had.
+  if (int4.gptq_device == "gpu") meta.command_line += " --gptq-device gpu";
   if (!int4.calib_sha256.empty()) meta.command_line += " (calibration text sha256 " + int4.calib_sha256 + ")";
   meta.kernels = kernels.images;
   for (size_t i = 0; i < files.size(); ++i) {
@@ -311,6 +329,8 @@ Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
   report.underflows = stats.underflows;
   report.overflows = stats.overflows;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  report.quantize_seconds = int4.seconds;
+  report.gptq_device = int4.gptq_device;
   return report;
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "compiler/artifact_writer.h"
+#include "compiler/gptq/gptq_device.h"
 #include "core/dtype.h"
 #include "core/model_config.h"
 #include "core/status.h"
@@ -49,6 +50,10 @@ struct CompileOptions {
   bool calib_builtin = false;
   int64_t calib_seq_len = 512;
   int64_t calib_max_tokens = 16384;
+  // Where GPTQ runs (--gptq-device): auto = the GPU when `gptq_gpu` is set and finds a
+  // device, else the CPU. qwc sets `gptq_gpu` when built with CUDA; it must outlive the call.
+  gptq::GptqDevice gptq_device = gptq::GptqDevice::kAuto;
+  const gptq::GpuGptqBackend* gptq_gpu = nullptr;
 };
 
 struct CompileReport {
@@ -58,6 +63,8 @@ struct CompileReport {
   uint64_t underflows = 0;
   uint64_t overflows = 0;
   double seconds = 0;
+  double quantize_seconds = 0;  // RTN/GPTQ into the scratch checkpoint (int4-gptq only)
+  std::string gptq_device;      // "cpu" or "gpu" when qwc ran GPTQ, else empty
 };
 
 Expected<CompileReport> compile_checkpoint(const CompileOptions& opts);

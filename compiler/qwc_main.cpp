@@ -8,6 +8,10 @@
 
 #include "artifact/artifact.h"
 #include "compiler/compile_pipeline.h"
+#include "compiler/gptq/gptq_device.h"
+#ifdef QW_HAVE_GPTQ_GPU
+#include "compiler/gptq/gpu/gpu_backend.h"
+#endif
 #include "compiler/inspect.h"
 #include "compiler/kernel_compiler.h"
 #include "compiler/test_model_writer.h"
@@ -49,7 +53,7 @@ int main(int argc, char** argv) {
 
   // compile
   qw::CompileOptions copt;
-  std::string dtype = "fp16", archs;
+  std::string dtype = "fp16", archs, gptq_device = "auto";
   auto* compile = app.add_subcommand("compile", "Compile a checkpoint directory into one artifact");
   compile->add_option("checkpoint", copt.checkpoint_dir,
                       "HF directory: config.json, *.safetensors (+ index), tokenizer files")
@@ -74,6 +78,9 @@ int main(int argc, char** argv) {
   compile->add_option("--damp", copt.damp_percent,
                       "int4-gptq GPTQ: dampening, fraction of the mean Hessian diagonal")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  compile->add_option("--gptq-device", gptq_device,
+                      "int4-gptq GPTQ: where to quantize (auto = the GPU when one is present)")
+      ->check(CLI::IsMember({"auto", "cpu", "gpu"}))->capture_default_str();
   compile->add_option("--tp", copt.tp, "Tensor-parallel degree (per-rank weight sections)")
       ->check(CLI::IsMember({1, 2, 4, 8}))->capture_default_str();
   compile->add_option("--arch", archs,
@@ -137,6 +144,12 @@ int main(int argc, char** argv) {
     copt.cancel = &g_cancel;
     copt.compiler_version = QW_VERSION;
     copt.kernel_builder = qw::compile_kernels;
+    auto device = qw::gptq::parse_gptq_device(gptq_device);
+    if (!device.ok()) return fail(device.status());
+    copt.gptq_device = *device;
+#ifdef QW_HAVE_GPTQ_GPU
+    copt.gptq_gpu = &qw::gptq::gpu::gpu_gptq_backend();
+#endif
     copt.tokenizer_builder = [](const std::string& dir) -> qw::Expected<std::vector<uint8_t>> {
       if (!std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json")) {
         std::fprintf(stderr, "qwc: warning: %s has no tokenizer.json; the artifact will have no "
@@ -153,6 +166,9 @@ int main(int argc, char** argv) {
                  copt.output.c_str(), double(r->bytes_written) / 1e9, r->seconds,
                  double(r->bytes_read) / 1e9, (unsigned long long)r->elements,
                  (unsigned long long)r->underflows);
+    if (!r->gptq_device.empty())
+      std::fprintf(stderr, "qwc: GPTQ on the %s took %.1f s of the %.1f s\n",
+                   r->gptq_device.c_str(), r->quantize_seconds, r->seconds);
     return 0;
   }
   if (*inspect) {

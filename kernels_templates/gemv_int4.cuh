@@ -33,8 +33,9 @@
 //   be a multiple of 64): each finished tile stores its final values in the workspace and
 //   bumps a counter of every SwiGLU output tile it feeds; the last one writes yh.
 //
-// Kernels (one per matrix and row count; launched with QW4_THREADS threads, no dynamic
-// shared memory, grid (n_pad / 64, S) with any 1 <= S; qw4_plan_splits picks S):
+// Kernels (one per matrix and row count; launched with QW4_THREADS threads,
+// qw4_smem_bytes(GROUP / 16, MH) bytes of dynamic shared memory, grid (n_pad / 64, S) with
+// any 1 <= S; qw4_plan_splits picks S):
 //   NAME_m8  (batch 1..8), NAME_m16 (batch 1..16)
 //   (const uint4* W, const wt* scales, const unsigned char* zeros /*null: symmetric*/,
 //    const int* perm /*null: identity*/, int zero_point, const wt* x /*[batch][K] fp16*/,
@@ -76,6 +77,20 @@ __device__ __forceinline__ void qw4_mma(float* d, const unsigned* a, const unsig
   }
 }
 
+__device__ __forceinline__ void qw4_cp16(void* smem, const void* gmem) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
+                   unsigned(__cvta_generic_to_shared(smem))),
+               "l"(gmem)
+               : "memory");
+}
+__device__ __forceinline__ void qw4_cp_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void qw4_cp_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
 template <int K, int GROUP, int MODE, int MH>
 __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* __restrict__ scales,
                                          const unsigned char* __restrict__ zeros,
@@ -87,28 +102,55 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
   static_assert(MODE >= 0 && MODE <= 2 && (MH == 1 || MH == 2), "bad INT4 kernel variant");
   constexpr int GS = GROUP / 16, U = qw4_kernel_chunk_slabs(GS, MH), C = K / 16 / U;
   constexpr int ROWS = 8 * MH, PER_THREAD = ROWS * 64 / QW4_THREADS;
-  __shared__ float red[QW4_WARPS][ROWS * 64];  // each warp's sums, [row][tile column]
+  constexpr int P = qw4_pipeline_stages(MH), STAGE = qw4_stage_bytes(U, MH);
+  constexpr int XOFF = qw4_stage_x_offset(U), XROW = qw4_x_row_bytes(U);
+  constexpr int SOFF = qw4_stage_scales_offset(U, MH), ZOFF = SOFF + 128;
+  static_assert(QW4_WARPS * ROWS * 64 * 4 <= QW4_WARPS * P * STAGE, "reduction must fit the ring");
+  extern __shared__ __align__(16) unsigned char qw4_smem[];
   __shared__ int last_block, owned_outs[4];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int tile = blockIdx.x, splits = gridDim.y, split = blockIdx.y;
+  const int c_first = qw4_split_begin(C, splits, split) + warp;
   const int c_end = qw4_split_begin(C, splits, split + 1);
-  int c = qw4_split_begin(C, splits, split) + warp;
+  const int n_chunks = c_first < c_end ? (c_end - c_first + QW4_WARPS - 1) / QW4_WARPS : 0;
   const long long wstride = n_pad >> 1;  // uint4 per slab
   const uint4* wl = W + tile * 32 + lane;
+  unsigned char* ring = qw4_smem + warp * (P * STAGE);
 
-  Qw4Words wc[U];
-  unsigned zc[2];
-  // Weights, scales and zeros are constant: fetch them before waiting on the previous kernel.
-  // A chunk's scales and activations are loaded when its math starts, the scales prefetched
-  // into L2 a chunk ahead: double-buffering them in registers too made the m8 kernel spill
-  // at the 128 registers that two blocks per SM allow.
-  if (c < c_end) {
+  // Chunk i of this warp is chunk c_first + 8 i of the block's range, in stage i % P.
+  auto issue_constants = [&](int i) {  // weights, scales, zeros: no dependency on earlier kernels
+    if (i >= n_chunks) return;
+    const int c = c_first + i * QW4_WARPS;
+    unsigned char* st = ring + (i % P) * STAGE;
 #pragma unroll
-    for (int v = 0; v < U; ++v) wc[v] = qw4_words(ld_stream16(wl + (c * U + v) * wstride));
-    qw4_load_zeros(zeros, zero_point, c * U / GS, tile, n_pad, lane, zc);
-  }
+    for (int v = 0; v < U; ++v) qw4_cp16(st + (v * 32 + lane) * 16, wl + (c * U + v) * wstride);
+    const long long grow = (long long)(c * U / GS) * n_pad + tile * 64;
+    if (lane < 8)
+      qw4_cp16(st + SOFF + lane * 16, scales + grow + lane * 8);
+    else if (zeros != nullptr && lane < 12)
+      qw4_cp16(st + ZOFF + (lane - 8) * 16, zeros + grow + (lane - 8) * 16);
+  };
+  auto issue_x = [&](int i) {  // the activations (act-order gathers them per fragment instead)
+    if (i >= n_chunks || perm != nullptr) return;
+    const int c = c_first + i * QW4_WARPS;
+    unsigned char* st = ring + (i % P) * STAGE + XOFF;
+    constexpr int PIECES = U * 2;  // 16-byte pieces of one row's U * 16 activations
+    for (int p = lane; p < batch * PIECES; p += 32) {
+      const int r = p / PIECES, q = p % PIECES;
+      qw4_cp16(st + r * XROW + q * 16, x + (long long)r * K + c * U * 16 + q * 8);
+    }
+  };
+
+  // The first P - 1 chunks' constants go out before waiting on the previous kernel.
+#pragma unroll
+  for (int i = 0; i < P - 1; ++i) issue_constants(i);
   qw_pdl_trigger();
   qw_pdl_wait();
+#pragma unroll
+  for (int i = 0; i < P - 1; ++i) {
+    issue_x(i);
+    qw4_cp_commit();  // group i (group 0 also holds every prologue constant)
+  }
 
   float acc[8][4], gacc[8][4];
 #pragma unroll
@@ -116,38 +158,60 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[b][i] = gacc[b][i] = 0.f;
 
-  while (c < c_end) {
-    // The next chunk's loads go out before this chunk's math.
-    const int cn = c + QW4_WARPS;
-    const bool more = cn < c_end;
-    // This chunk's activations (L1/L2-resident: every block reads them) and scales; their
-    // latency overlaps the next chunk's weight loads issued below.
-    unsigned sc[8], ac[U][4];
-    qw4_load_scales(scales, c * U / GS, tile, n_pad, lane, sc);
+  for (int i = 0; i < n_chunks; ++i) {
+    issue_constants(i + P - 1);
+    issue_x(i + P - 1);
+    qw4_cp_commit();
+    qw4_cp_wait<P - 1>();  // chunk i has landed (this lane's copies) ...
+    __syncwarp();          // ... and every lane's
+    const int c = c_first + i * QW4_WARPS;
+    const unsigned char* st = ring + (i % P) * STAGE;
+    unsigned zq[2], sq[8];
+    if (zeros != nullptr) {
+      zq[0] = zq[1] = 0;
 #pragma unroll
-    for (int v = 0; v < U; ++v) qw4_load_a<MH>(x, perm, K, batch, c * U + v, lane, ac[v]);
-    Qw4Words wn[U];
-    unsigned zn[2];
-    if (more) {
+      for (int j = 0; j < 4; ++j)
 #pragma unroll
-      for (int v = 0; v < U; ++v) wn[v] = qw4_words(ld_stream16(wl + (cn * U + v) * wstride));
-      qw4_load_zeros(zeros, zero_point, cn * U / GS, tile, n_pad, lane, zn);
-      if (lane == 0) qw4_prefetch_l2(scales + (long long)(cn * U / GS) * n_pad + tile * 64);
+        for (int h = 0; h < 2; ++h) {
+          const int b = qw4_blk(j, h);
+          zq[b >> 2] |= unsigned(st[ZOFF + qw4_tile_col(j, h, qw4_b_n(lane))]) << (8 * (b & 3));
+        }
+    } else {
+      qw4_load_zeros(nullptr, zero_point, 0, 0, 0, lane, zq);
     }
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        sq[qw4_blk(j, h)] =
+            *reinterpret_cast<const unsigned*>(st + SOFF + 2 * qw4_tile_col(j, h, qw4_c_n(0, lane)));
 #pragma unroll
     for (int v = 0; v < U; ++v) {
+      unsigned a[4];
+      if (perm != nullptr) {
+        qw4_load_a<MH>(x, perm, K, batch, c * U + v, lane, a);
+      } else {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int row = qw4_a_row(r, lane);
+          a[r] = (MH == 2 || (r & 1) == 0) && row < batch
+                     ? *reinterpret_cast<const unsigned*>(st + XOFF + row * XROW +
+                                                          2 * (16 * v + qw4_a_k(r, 0, lane)))
+                     : 0u;
+        }
+      }
+      const uint4 wv = *reinterpret_cast<const uint4*>(st + (v * 32 + lane) * 16);
       unsigned b[8][2];
-      qw4_b_frags(wc[v], zc, b);
+      qw4_b_frags(qw4_words(wv), zq, b);
 #pragma unroll
-      for (int k = 0; k < 8; ++k) qw4_mma<MH>(gacc[k], ac[v], b[k]);
+      for (int k = 0; k < 8; ++k) qw4_mma<MH>(gacc[k], a, b[k]);
     }
-    qw4_fold<MH>(acc, gacc, sc);  // a chunk never straddles a group
-    if (!more) break;
-    c = cn;
-#pragma unroll
-    for (int v = 0; v < U; ++v) wc[v] = wn[v];
-    zc[0] = zn[0], zc[1] = zn[1];
+    qw4_fold<MH>(acc, gacc, sq);  // a chunk never straddles a group
+    __syncwarp();  // every lane is done with stage i % P before it is refilled
   }
+  qw4_cp_wait<0>();
+  __syncthreads();  // the ring becomes the block's reduction buffer
+  float(*red)[ROWS * 64] = reinterpret_cast<float(*)[ROWS * 64]>(qw4_smem);
 
   // The block's sum, warps added in order.
 #pragma unroll

@@ -93,13 +93,38 @@ QW4_HD constexpr int qw4_chunk_slabs(int group_slabs, int max_u) {
          : (max_u >= 2 && group_slabs % 2 == 0) ? 2
                                                 : 1;
 }
-// The kernels' chunk: 4 slabs for m8, 2 for m16 (twice the accumulators), double-buffered, so
-// a warp keeps 2 x 4 (m8) or 2 x 2 (m16) 16-byte loads in flight within the 128 registers
-// that let two blocks of 8 warps share an SM. (The stream-K design before this one ran one
-// block per SM with up to 255 registers and measured ~20% of the INT4 floor: with so few
-// warps the long per-warp dependency chain, not DRAM, set the pace.)
+// The kernels' chunk: 4 slabs for m8, 2 for m16 (twice the accumulators).
 QW4_HD constexpr int qw4_kernel_chunk_slabs(int group_slabs, int mh) {
   return qw4_chunk_slabs(group_slabs, mh == 1 ? 4 : 2);
+}
+// Each warp streams its chunks through a private ring of shared-memory stages filled with
+// cp.async (weights, the chunk's activations, scales and zeros), STAGES - 1 chunks ahead of
+// the one it computes: 6 KiB (m8) or 4 KiB (m16) of weights in flight per warp, 16 warps per
+// SM, and no registers spent on it. (The register double buffer before it kept 2 KiB per
+// warp in flight and ran at ~35% of DRAM bandwidth.) Stage layout, bytes:
+//   [0, 512 U)            the lanes' 16-byte weight words, slab v lane L at (32 v + L) * 16
+//   [512 U, + 8 MH rows)  activations, row r at r * qw4_x_row_bytes(U) (16 bytes of padding
+//                         put the 8 rows a fragment load touches in distinct banks)
+//   then 128 bytes of scales and 64 of zeros (the tile's 64 columns of the chunk's group)
+QW4_HD constexpr int qw4_pipeline_stages(int mh) {
+  return mh == 1 ? 4 : 5;
+}
+QW4_HD constexpr int qw4_x_row_bytes(int u) {
+  return u * 32 + 16;
+}
+QW4_HD constexpr int qw4_stage_x_offset(int u) {
+  return u * 512;
+}
+QW4_HD constexpr int qw4_stage_scales_offset(int u, int mh) {
+  return u * 512 + 8 * mh * qw4_x_row_bytes(u);
+}
+QW4_HD constexpr int qw4_stage_bytes(int u, int mh) {
+  return qw4_stage_scales_offset(u, mh) + 128 + 64;
+}
+// Dynamic shared memory of a launch (the block's reduction reuses it after the loop).
+QW4_HD constexpr int qw4_smem_bytes(int group_slabs, int mh) {
+  return QW4_WARPS * qw4_pipeline_stages(mh) *
+         qw4_stage_bytes(qw4_kernel_chunk_slabs(group_slabs, mh), mh);
 }
 // Split-K over blocks. The grid is (n_tiles, S): block (tile, s) owns the chunks
 // [qw4_split_begin(C, S, s), qw4_split_begin(C, S, s + 1)) of its tile (C = KT / U chunks per

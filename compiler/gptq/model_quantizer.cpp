@@ -21,16 +21,7 @@ namespace fs = std::filesystem;
 
 Expected<std::vector<float>> load_f32(const Checkpoint& ckpt, const std::string& name,
                                       int64_t numel) {
-  QW_ASSIGN_OR_RETURN(const SafetensorInfo* t, ckpt.find(name));
-  if (t->numel() != numel)
-    return Status::Error("tensor " + name + " has " + std::to_string(t->numel()) +
-                         " elements, config implies " + std::to_string(numel));
-  std::vector<float> out(static_cast<size_t>(numel));
-  ConversionStats stats;
-  QW_RETURN_IF_ERROR(convert_elements(t->data, t->dtype, reinterpret_cast<uint8_t*>(out.data()),
-                                      DType::F32, uint64_t(numel), stats)
-                         .context("tensor " + name));
-  return out;
+  return load_tensor_f32(ckpt, name, numel);
 }
 
 // y[t][n] = sum_k x[t][k] w[n][k] (+ bias[n]).
@@ -63,7 +54,8 @@ class LayerQuantizer {
   Expected<std::vector<float>> quantize(const std::string& base, int64_t n, int64_t k,
                                         const Hessian* h, SafetensorsWriter& out) {
     if (o_.cancel && o_.cancel->load()) return Status::Error("interrupted");
-    QW_ASSIGN_OR_RETURN(std::vector<float> w, load_f32(ck_, base + ".weight", n * k));
+    QW_ASSIGN_OR_RETURN(std::vector<float> w,
+                        load_tensor_f32(ck_, base + ".weight", n * k, o_.settings.threads));
     Expected<QuantizedLinear> q = h ? quantize_gptq(w.data(), n, k, *h, o_.settings)
                                     : quantize_rtn(w.data(), n, k, o_.settings);
     if (!q.ok()) return q.status().context("tensor " + base + ".weight");
@@ -109,6 +101,69 @@ void attention(const float* q, const float* k, const float* v, int64_t T, int64_
 
 }  // namespace
 
+Expected<std::vector<float>> load_tensor_f32(const Checkpoint& ckpt, const std::string& name,
+                                             int64_t numel, unsigned threads) {
+  QW_ASSIGN_OR_RETURN(const SafetensorInfo* t, ckpt.find(name));
+  if (t->numel() != numel)
+    return Status::Error("tensor " + name + " has " + std::to_string(t->numel()) +
+                         " elements, config implies " + std::to_string(numel));
+  std::vector<float> out(static_cast<size_t>(numel));
+  // Chunks of 1M elements: conversion is elementwise, so any split gives the same values.
+  constexpr int64_t kChunk = int64_t(1) << 20;
+  const int64_t chunks = (numel + kChunk - 1) / kChunk;
+  const size_t esize = dtype_size(t->dtype);
+  std::vector<Status> errs(static_cast<size_t>(chunks));
+  parallel_for(chunks, std::max(1u, threads), [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c) {
+      const int64_t lo = c * kChunk, n = std::min(kChunk, numel - lo);
+      ConversionStats stats;
+      errs[size_t(c)] = convert_elements(t->data + uint64_t(lo) * esize, t->dtype,
+                                         reinterpret_cast<uint8_t*>(out.data() + lo), DType::F32,
+                                         uint64_t(n), stats);
+    }
+  });
+  for (const Status& st : errs) QW_RETURN_IF_ERROR(st.context("tensor " + name));
+  return out;
+}
+
+Expected<std::vector<float>> embed_calibration(
+    const ModelConfig& c, const Checkpoint& ck,
+    const std::vector<std::vector<int32_t>>& calibration) {
+  const int64_t H = c.hidden_size;
+  int64_t T = 0;
+  for (const auto& s : calibration) T += int64_t(s.size());
+  QW_ASSIGN_OR_RETURN(const SafetensorInfo* emb, ck.find(names::kEmbed));
+  std::vector<float> x(size_t(T * H));
+  ConversionStats st;
+  int64_t t = 0;
+  for (const auto& s : calibration)
+    for (int32_t id : s) {
+      if (id < 0 || id >= c.vocab_size) return Status::Error("calibration token id out of range");
+      QW_RETURN_IF_ERROR(convert_elements(
+          emb->data + uint64_t(id) * uint64_t(H) * dtype_size(emb->dtype), emb->dtype,
+          reinterpret_cast<uint8_t*>(&x[size_t(t * H)]), DType::F32, uint64_t(H), st));
+      ++t;
+    }
+  return x;
+}
+
+std::string gptq_layer_file(int64_t layer) {
+  char file[64];
+  std::snprintf(file, sizeof file, "layer-%05lld.safetensors", (long long)layer);
+  return file;
+}
+
+GptqConfig quantized_model_config(const ModelQuantizeOptions& o) {
+  GptqConfig g;
+  g.bits = 4;
+  g.group_size = int(o.settings.group_size);
+  g.sym = o.settings.sym;
+  g.desc_act = o.settings.act_order;
+  g.format = CheckpointFormat::kGptqV2;
+  g.source = "qwc " + std::string(o.rtn ? "RTN" : "GPTQ") + " quantization";
+  return g;
+}
+
 std::vector<std::vector<int32_t>> split_calibration(const std::vector<int32_t>& ids, int64_t seq_len) {
   std::vector<std::vector<int32_t>> out;
   for (size_t b = 0; b < ids.size(); b += size_t(seq_len))
@@ -140,18 +195,7 @@ Expected<GptqConfig> quantize_model(const ModelConfig& c, const Checkpoint& ck,
   std::vector<float> x;
   cpu::RopeParams rope;
   if (gptq) {
-    QW_ASSIGN_OR_RETURN(const SafetensorInfo* emb, ck.find(names::kEmbed));
-    x.resize(size_t(T * H));
-    ConversionStats st;
-    int64_t t = 0;
-    for (const auto& s : o.calibration)
-      for (int32_t id : s) {
-        if (id < 0 || id >= c.vocab_size) return Status::Error("calibration token id out of range");
-        QW_RETURN_IF_ERROR(convert_elements(emb->data + uint64_t(id) * uint64_t(H) * dtype_size(emb->dtype),
-                                            emb->dtype, reinterpret_cast<uint8_t*>(&x[size_t(t * H)]),
-                                            DType::F32, uint64_t(H), st));
-        ++t;
-      }
+    QW_ASSIGN_OR_RETURN(x, embed_calibration(c, ck, o.calibration));
     QW_ASSIGN_OR_RETURN(rope, cpu::compute_rope_params(c));
   }
 
@@ -214,21 +258,13 @@ Expected<GptqConfig> quantize_model(const ModelConfig& c, const Checkpoint& ck,
       auto dn = linear(g, T, wd, H, I, nullptr, th);
       for (size_t i = 0; i < x.size(); ++i) x[i] += dn[i];
     }
-    char file[64];
-    std::snprintf(file, sizeof file, "layer-%05lld.safetensors", (long long)l);
+    const std::string file = gptq_layer_file(l);
     QW_RETURN_IF_ERROR(out.write((fs::path(o.out_dir) / file).string()));
     for (const auto& n : out.names()) weight_map.emplace_back(n, file);
   }
   bar.finish();
   QW_RETURN_IF_ERROR(write_safetensors_index(o.out_dir, weight_map));
-  GptqConfig g;
-  g.bits = 4;
-  g.group_size = int(o.settings.group_size);
-  g.sym = o.settings.sym;
-  g.desc_act = o.settings.act_order;
-  g.format = CheckpointFormat::kGptqV2;
-  g.source = "qwc " + std::string(gptq ? "GPTQ" : "RTN") + " quantization";
-  return g;
+  return quantized_model_config(o);
 }
 
 }  // namespace qw::gptq

@@ -31,6 +31,18 @@ struct ModelQuantizeOptions {
 Expected<GptqConfig> quantize_model(const ModelConfig& config, const Checkpoint& ckpt,
                                     const ModelQuantizeOptions& opts);
 
+// Shared with the GPU path (compiler/gptq/gpu): the same tensors in the same fp32 values.
+// A checkpoint tensor as fp32, checked to hold `numel` elements (converted on `threads`).
+Expected<std::vector<float>> load_tensor_f32(const Checkpoint& ckpt, const std::string& name,
+                                             int64_t numel, unsigned threads = 1);
+// The calibration sequences' token embeddings, concatenated: [total tokens][hidden_size].
+Expected<std::vector<float>> embed_calibration(
+    const ModelConfig& config, const Checkpoint& ckpt,
+    const std::vector<std::vector<int32_t>>& calibration);
+// The scratch checkpoint's file for decoder layer l, and the settings it is written with.
+std::string gptq_layer_file(int64_t layer);
+GptqConfig quantized_model_config(const ModelQuantizeOptions& opts);
+
 // The calibration text cut into token sequences of at most `seq_len` tokens.
 std::vector<std::vector<int32_t>> split_calibration(const std::vector<int32_t>& ids, int64_t seq_len);
 

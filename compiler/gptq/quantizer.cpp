@@ -40,15 +40,6 @@ inline int quantize_one(float x, const Params& p) {
 }
 inline float dequantize_one(int q, const Params& p) { return p.scale * float(q - p.zero); }
 
-Status check_shape(int64_t n, int64_t k, const QuantizeSettings& s) {
-  const int64_t gs = s.group_size == -1 ? k : s.group_size;
-  if (n <= 0 || k <= 0 || gs <= 0 || k % gs != 0 || k % 8 != 0 || n % 8 != 0)
-    return Status::Error("cannot quantize a [" + std::to_string(n) + ", " + std::to_string(k) +
-                         "] weight with group_size " + std::to_string(s.group_size) +
-                         " (needs multiples of 8 and whole groups)");
-  return Status::Ok();
-}
-
 QuantizedLinear empty_result(int64_t n, int64_t k, const QuantizeSettings& s) {
   QuantizedLinear q;
   q.out_features = n;
@@ -117,8 +108,47 @@ bool inverse_upper_cholesky(std::vector<double> h, int64_t k, unsigned threads, 
 
 }  // namespace
 
+Status check_quantize_shape(int64_t n, int64_t k, const QuantizeSettings& s) {
+  const int64_t gs = s.group_size == -1 ? k : s.group_size;
+  if (n <= 0 || k <= 0 || gs <= 0 || k % gs != 0 || k % 8 != 0 || n % 8 != 0)
+    return Status::Error("cannot quantize a [" + std::to_string(n) + ", " + std::to_string(k) +
+                         "] weight with group_size " + std::to_string(s.group_size) +
+                         " (needs multiples of 8 and whole groups)");
+  return Status::Ok();
+}
+
+void fix_dead_diagonal(std::vector<double>& diag, std::vector<uint8_t>& dead) {
+  dead.assign(diag.size(), 0);
+  for (size_t c = 0; c < diag.size(); ++c)
+    if (diag[c] == 0) {
+      diag[c] = 1;
+      dead[c] = 1;
+    }
+}
+
+std::vector<int64_t> gptq_column_order(const std::vector<double>& diag, bool act_order) {
+  std::vector<int64_t> perm(diag.size());
+  std::iota(perm.begin(), perm.end(), 0);
+  if (act_order)
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](int64_t a, int64_t b) { return diag[size_t(a)] > diag[size_t(b)]; });
+  return perm;
+}
+
+double mean_permuted_diagonal(const std::vector<double>& diag, const std::vector<int64_t>& perm) {
+  double mean = 0;
+  for (int64_t p : perm) mean += diag[size_t(p)];
+  return mean / double(perm.size());
+}
+
+std::vector<int32_t> gptq_group_index(const std::vector<int64_t>& perm, int64_t group_size) {
+  std::vector<int32_t> g(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) g[size_t(perm[i])] = int32_t(int64_t(i) / group_size);
+  return g;
+}
+
 Expected<QuantizedLinear> quantize_rtn(const float* w, int64_t n, int64_t k, const QuantizeSettings& s) {
-  QW_RETURN_IF_ERROR(check_shape(n, k, s));
+  QW_RETURN_IF_ERROR(check_quantize_shape(n, k, s));
   QuantizedLinear q = empty_result(n, k, s);
   const int64_t gs = q.group_size;
   for (int64_t c = 0; c < k; ++c) q.g_idx[size_t(c)] = int32_t(c / gs);
@@ -155,7 +185,7 @@ void Hessian::add(const float* x, int64_t tokens, unsigned threads) {
 
 Expected<QuantizedLinear> quantize_gptq(const float* w, int64_t n, int64_t k, const Hessian& hs,
                                         const QuantizeSettings& s) {
-  QW_RETURN_IF_ERROR(check_shape(n, k, s));
+  QW_RETURN_IF_ERROR(check_quantize_shape(n, k, s));
   if (hs.dim() != k) return Status::Error("internal: Hessian dimension mismatch");
   if (hs.tokens() == 0) return Status::Error("GPTQ needs calibration activations (none collected)");
   QuantizedLinear q = empty_result(n, k, s);
@@ -171,34 +201,32 @@ Expected<QuantizedLinear> quantize_gptq(const float* w, int64_t n, int64_t k, co
   for (int64_t r = 0; r < n; ++r)
     for (int64_t c = 0; c < k; ++c) wt[size_t(c * n + r)] = w[r * k + c];
   // Inputs never seen active carry no information: fix their weight to 0 (as AutoGPTQ).
+  std::vector<double> diag(static_cast<size_t>(k));
+  for (int64_t c = 0; c < k; ++c) diag[size_t(c)] = h[size_t(c * k + c)];
+  std::vector<uint8_t> dead;
+  fix_dead_diagonal(diag, dead);
   for (int64_t c = 0; c < k; ++c)
-    if (h[size_t(c * k + c)] == 0) {
+    if (dead[size_t(c)]) {
       h[size_t(c * k + c)] = 1;
       std::fill_n(&wt[size_t(c * n)], n, 0.0f);
     }
-  std::vector<int64_t> perm(static_cast<size_t>(k));
-  std::iota(perm.begin(), perm.end(), 0);
-  if (s.act_order)
-    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) {
-      return h[size_t(a * k + a)] > h[size_t(b * k + b)];
-    });
+  const std::vector<int64_t> perm = gptq_column_order(diag, s.act_order);
   std::vector<double> hp(size_t(k * k));
   std::vector<float> wp(size_t(k * n));
   for (int64_t i = 0; i < k; ++i) {
     for (int64_t j = 0; j < k; ++j) hp[size_t(i * k + j)] = h[size_t(perm[size_t(i)] * k + perm[size_t(j)])];
     std::copy_n(&wt[size_t(perm[size_t(i)] * n)], n, &wp[size_t(i * n)]);
   }
-  double mean_diag = 0;
-  for (int64_t i = 0; i < k; ++i) mean_diag += hp[size_t(i * k + i)];
-  mean_diag /= double(k);
+  const double mean_diag = mean_permuted_diagonal(diag, perm);
   std::vector<double> u;
   double damp = s.damp_percent;
   for (int attempt = 0;; ++attempt) {
     std::vector<double> hd = hp;
     for (int64_t i = 0; i < k; ++i) hd[size_t(i * k + i)] += damp * mean_diag;
     if (inverse_upper_cholesky(std::move(hd), k, s.threads, u)) break;
-    if (attempt == 4) return Status::Error("GPTQ: Hessian not positive definite even with damping " +
-                                           std::to_string(damp));
+    if (attempt + 1 == kGptqDampAttempts)
+      return Status::Error("GPTQ: Hessian not positive definite even with damping " +
+                           std::to_string(damp));
     damp *= 10;  // deterministic fallback for degenerate calibration data
   }
 
@@ -215,6 +243,7 @@ Expected<QuantizedLinear> quantize_gptq(const float* w, int64_t n, int64_t k, co
       q.zeros[size_t(g * n + r)] = uint8_t(params[size_t(r)].zero);
     }
   };
+  q.g_idx = gptq_group_index(perm, gs);
   const int64_t B = std::max<int64_t>(1, s.block);
   std::vector<float> err(size_t(B * n));
   for (int64_t i1 = 0; i1 < k; i1 += B) {
@@ -227,7 +256,6 @@ Expected<QuantizedLinear> quantize_gptq(const float* w, int64_t n, int64_t k, co
       float* col = &wp[size_t(i * n)];
       float* e = &err[size_t((i - i1) * n)];
       const int64_t orig = perm[size_t(i)];
-      q.g_idx[size_t(orig)] = int32_t(i / gs);
       for (int64_t r = 0; r < n; ++r) {
         const int code = quantize_one(col[r], params[size_t(r)]);
         q.codes[size_t(orig * n + r)] = uint8_t(code);

@@ -47,4 +47,21 @@ class Hessian {
 Expected<QuantizedLinear> quantize_gptq(const float* w, int64_t n, int64_t k, const Hessian& h,
                                         const QuantizeSettings& s);
 
+// Pieces of quantize_gptq shared with the GPU path (compiler/gptq/gpu), so both take the same
+// decisions from the same numbers.
+// Dampening that fails to make H positive definite is retried x10, this many times in all.
+inline constexpr int kGptqDampAttempts = 5;
+// Refuses shapes the 4-bit packing cannot hold (multiples of 8, whole groups).
+Status check_quantize_shape(int64_t n, int64_t k, const QuantizeSettings& s);
+// The scaled Hessian's diagonal with dead inputs (never active: 0) set to 1, as quantize_gptq
+// does before anything else; `dead` receives which inputs those were.
+void fix_dead_diagonal(std::vector<double>& diag, std::vector<uint8_t>& dead);
+// The order GPTQ quantizes the columns in: 0..k-1, or with act-order by decreasing diagonal
+// (stable: equal values keep index order).
+std::vector<int64_t> gptq_column_order(const std::vector<double>& diag, bool act_order);
+// The dampening reference: the mean diagonal, summed in quantization order.
+double mean_permuted_diagonal(const std::vector<double>& diag, const std::vector<int64_t>& perm);
+// g_idx of a GPTQ result: column perm[i] belongs to group i / group_size.
+std::vector<int32_t> gptq_group_index(const std::vector<int64_t>& perm, int64_t group_size);
+
 }  // namespace qw::gptq

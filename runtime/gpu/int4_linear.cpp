@@ -71,6 +71,15 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank,
       d.group = int(m.group_size);
       for (int v = 0; v < 2; ++v) {
         d.splits[v] = q.plan_splits(d, v + 1);
+        if (l == 0) {  // the group size, so the shared memory, is one per projection
+          const int smem = qw4_smem_bytes(d.group / 16, v + 1);
+          QW_CUDA(cudaKernelSetAttributeForDevice(
+              q.gemm_[p][v], cudaFuncAttributeMaxDynamicSharedMemorySize, smem, device));
+          // Two blocks per SM need the largest shared-memory carveout.
+          QW_CUDA(cudaKernelSetAttributeForDevice(q.gemm_[p][v],
+                                                  cudaFuncAttributePreferredSharedMemoryCarveout,
+                                                  cudaSharedmemCarveoutMaxShared, device));
+        }
         ws_floats = std::max(ws_floats, qw4_workspace_floats(d.padded_rows / 64, d.splits[v],
                                                              kRowsPerLaunch[v], d.padded_rows,
                                                              kProjMode[p]));
@@ -111,7 +120,7 @@ Status Int4Linear::multiply(Int4Proj p, int layer, const void* x, int rows, floa
     void* yhr = yh ? static_cast<void*>(static_cast<uint16_t*>(yh) + size_t(r0) * size_t(out_cols))
                    : nullptr;
     QW_RETURN_IF_ERROR(launch_pdl(pdl, gemm_[pi][v], dim3(unsigned(m.padded_rows / 64), unsigned(m.splits[v])),
-                              dim3(QW4_THREADS), 0, stream,
+                              dim3(QW4_THREADS), size_t(qw4_smem_bytes(m.group / 16, v + 1)), stream,
                               m.packed, m.scales, m.zeros, m.perm, m.zero_point, xr, yr, yhr,
                               ws_.as<float>(), counters_.as<int>(), m.rows, m.padded_rows, n));
     r0 += n;

@@ -126,7 +126,11 @@ Result run_gemm(const RandomInt4& r, const std::vector<uint16_t>& x, const Gemm&
   REQUIRE(cudaMemset(dc->get(), 0, nc * 4) == cudaSuccess);
   const unsigned char* zp = g.zeros ? dz.as<const unsigned char>() : nullptr;
   const int* pp = g.perm ? dp.as<const int>() : nullptr;
-  check_launch(launch(*kern, dim3(unsigned(n_pad / 64), unsigned(splits)), dim3(QW4_THREADS), 0, nullptr,
+  const int mh = batch > 8 ? 2 : 1, smem = qw4_smem_bytes(int(g.group) / 16, mh);
+  REQUIRE(cudaKernelSetAttributeForDevice(*kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem,
+                                          0) == cudaSuccess);
+  check_launch(launch(*kern, dim3(unsigned(n_pad / 64), unsigned(splits)), dim3(QW4_THREADS),
+                      size_t(smem), nullptr,
                       dw.as<const void>(), ds.as<const void>(), zp, pp, int(r.m.zero_point),
                       dx.as<const void>(), dy.as<float>(), dyh.as<void>(), dws.as<float>(),
                       dc->as<int>(), N, n_pad, batch));

@@ -1,0 +1,18 @@
+// GPTQ of a whole model on the GPU: quantize_model's contract and output (the same gptq_v2
+// scratch checkpoint, written by the same write_gptq_linear), with the calibration forward,
+// the Hessians and the solver on the device. The forward keeps the calibration activations
+// [tokens][hidden] on the GPU in fp32 and runs quantize_model's true-sequential order
+// (q/k/v, o, gate/up, down; each sublayer reading the already quantized ones before it):
+// RMSNorm, RoPE, causal GQA attention per calibration sequence, SiLU*up and the residual
+// adds as small kernels, the linears as cuBLAS SGEMM (fp32, no TF32). Device memory: the
+// activations, one layer's weights and one Hessian with its factor (about 9 GB for 7B's
+// down_proj); every buffer is freed when its sublayer is done.
+#pragma once
+#include "compiler/gptq/model_quantizer.h"
+
+namespace qw::gptq::gpu {
+
+Expected<GptqConfig> quantize_model_gpu(const ModelConfig& config, const Checkpoint& ckpt,
+                                        const ModelQuantizeOptions& opts);
+
+}  // namespace qw::gptq::gpu
