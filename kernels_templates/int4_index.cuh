@@ -345,15 +345,65 @@ QW4_HD unsigned qw4_zero_pair_of(const unsigned* zq, int b) {
 #endif
 }
 
+// The lane's nibble pairs at bits 0-3/16-19 (lo) and 4-7/20-23 (hi) of w, each OR-ed into
+// fp16 0x6400 in one LOP3 (a LOP3 takes one immediate, so plain C++ costs an AND and an OR):
+// lo = 1024 + code, hi = 1024 + 16 code.
+QW4_HD unsigned qw4_magic_lo(unsigned w) {
+#ifdef __CUDA_ARCH__
+  unsigned r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(w), "n"(0x000f000f), "n"(0x64006400));
+  return r;
+#else
+  return (w & 0x000f000fu) | 0x64006400u;
+#endif
+}
+QW4_HD unsigned qw4_magic_hi(unsigned w) {
+#ifdef __CUDA_ARCH__
+  unsigned r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(w), "n"(0x00f000f0), "n"(0x64006400));
+  return r;
+#else
+  return (w & 0x00f000f0u) | 0x64006400u;
+#endif
+}
+// -(64 + z) from the zero pair 1024 + z: 960 - (1024 + z), exact (integers below 2048).
+QW4_HD unsigned qw4_neg_zero_pair_hi(unsigned zz) {
+#ifdef __CUDA_ARCH__
+  unsigned d;
+  asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(0x63806380u), "r"(zz));
+  return d;
+#else
+  const float lo = 960.0f - qw4_h2f((unsigned short)(zz & 0xffffu));
+  const float hi = 960.0f - qw4_h2f((unsigned short)(zz >> 16));
+  return unsigned(qw4_host_small_int_to_f16(lo)) | (unsigned(qw4_host_small_int_to_f16(hi)) << 16);
+#endif
+}
+// (1024 + 16 code) / 16 - (64 + z) = code - z in one HFMA2, exact (one rounding of an
+// exact small integer).
+QW4_HD unsigned qw4_hfma2_16th(unsigned hi, unsigned neg_zh) {
+#ifdef __CUDA_ARCH__
+  unsigned d;
+  asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(hi), "r"(0x2c002c00u), "r"(neg_zh));
+  return d;
+#else
+  const float lo = qw4_h2f((unsigned short)(hi & 0xffffu)) * 0.0625f +
+                   qw4_h2f((unsigned short)(neg_zh & 0xffffu));
+  const float h = qw4_h2f((unsigned short)(hi >> 16)) * 0.0625f + qw4_h2f((unsigned short)(neg_zh >> 16));
+  return unsigned(qw4_host_small_int_to_f16(lo)) | (unsigned(qw4_host_small_int_to_f16(h)) << 16);
+#endif
+}
 // B fragments of the 8 n8 blocks from the lane's 16 bytes: b[blk][r] = two fp16 (code - zero).
+// Register r of block h sits at nibble shift 4 (2h + r) (qw4_b_shift): after w >> 8h, r = 0
+// is the lo pair and r = 1 the hi pair (Marlin's dequantization: one shift, two LOP3, one
+// HSUB2 and one HFMA2 per 4 weights).
 QW4_HD void qw4_b_frags(const Qw4Words& wd, const unsigned* zq, unsigned (*b)[2]) {
   QW4_UNROLL
   for (int j = 0; j < 4; ++j) QW4_UNROLL
   for (int h = 0; h < 2; ++h) {
+    const unsigned w = wd.w[j] >> (8 * h);
     const unsigned zz = qw4_zero_pair_of(zq, qw4_blk(j, h));
-    QW4_UNROLL
-    for (int r = 0; r < 2; ++r)
-      b[qw4_blk(j, h)][r] = qw4_hsub2(qw4_magic_pair(wd.w[j], qw4_b_shift(h, r)), zz);
+    b[qw4_blk(j, h)][0] = qw4_hsub2(qw4_magic_lo(w), zz);
+    b[qw4_blk(j, h)][1] = qw4_hfma2_16th(qw4_magic_hi(w), qw4_neg_zero_pair_hi(zz));
   }
 }
 

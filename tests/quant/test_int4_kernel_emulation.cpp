@@ -292,6 +292,12 @@ TEST_CASE("magic-number dequantization is exact for every code and zero point") 
         const unsigned d = qw4_hsub2(qw4_magic_pair(w, 0), qw4_zero_pair_of(zq, 3));
         CHECK(f16_to_f32(uint16_t(d & 0xffff)) == float(int(q0) - int(z)));
         CHECK(f16_to_f32(uint16_t(d >> 16)) == float(int(q1) - int(z)));
+        // The kernel's pair of a nibble shift 4 above (qw4_b_frags' hi path).
+        const unsigned e =
+            qw4_hfma2_16th(qw4_magic_hi(w << 4), qw4_neg_zero_pair_hi(qw4_zero_pair_of(zq, 3)));
+        CHECK(f16_to_f32(uint16_t(e & 0xffff)) == float(int(q0) - int(z)));
+        CHECK(f16_to_f32(uint16_t(e >> 16)) == float(int(q1) - int(z)));
+        CHECK(qw4_magic_lo(w) == qw4_magic_pair(w, 0));
       }
 }
 
