@@ -142,11 +142,13 @@ double layer_elems(const Shape& s, bool matrices_only) {
 }
 }  // namespace
 
-double decode_step_bytes(const ModelConfig& c, double elem_bytes, int64_t batch, double context) {
+double decode_step_bytes(const ModelConfig& c, double elem_bytes, int64_t batch, double context,
+                         double stored_weight_bytes) {
   const Shape s = shape_of(c);
-  const double weights = s.L * layer_elems(s, false) + s.H /*final norm*/ + s.V * s.H /*lm_head*/ +
-                         double(batch) * s.H /*embedding rows*/;
+  const double rows = double(batch) * s.H /*embedding rows*/;
   const double kv = double(batch) * s.L * 2 * s.KVH * s.D * (context + 1);
+  if (stored_weight_bytes > 0) return stored_weight_bytes + (rows + kv) * elem_bytes;
+  const double weights = s.L * layer_elems(s, false) + s.H /*final norm*/ + s.V * s.H /*lm_head*/ + rows;
   return (weights + kv) * elem_bytes;
 }
 
@@ -157,7 +159,8 @@ double prefill_flops(const ModelConfig& c, int64_t n) {
 }
 
 void add_throughput_floors(nlohmann::ordered_json& r, const ModelConfig& c, double elem_bytes,
-                           const ThroughputBenchOptions& o, double copy_gbps, double gemm_tflops) {
+                           const ThroughputBenchOptions& o, double copy_gbps, double gemm_tflops,
+                           double stored_weight_bytes) {
   nlohmann::ordered_json f;
   f["copy_gbps"] = copy_gbps;
   f["gemm_tflops"] = gemm_tflops;
@@ -166,7 +169,7 @@ void add_throughput_floors(nlohmann::ordered_json& r, const ModelConfig& c, doub
   for (int64_t B : o.batch_sizes) {
     const std::string k = std::to_string(B);
     if (!r.contains("decode_step_ms") || !r["decode_step_ms"].contains(k)) continue;
-    const double bytes = decode_step_bytes(c, elem_bytes, B, ctx);
+    const double bytes = decode_step_bytes(c, elem_bytes, B, ctx, stored_weight_bytes);
     const double floor_ms = bytes / (copy_gbps * 1e9) * 1e3;
     const double ms = r["decode_step_ms"][k].get<double>();
     f["decode"][k] = {{"bytes_per_step", bytes},

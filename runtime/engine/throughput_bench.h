@@ -28,7 +28,11 @@ Expected<nlohmann::ordered_json> run_throughput_bench(ModelExecutor& model,
 // Bytes one decode step must read at least: every weight once (one embedding row per
 // sequence; the embedding table again as lm_head when tied) plus each sequence's K and V of
 // keys [0, context] in every layer. elem_bytes: bytes per weight / cache element.
-double decode_step_bytes(const ModelConfig& c, double elem_bytes, int64_t batch, double context);
+// stored_weight_bytes > 0: the weights as the artifact stores them (INT4 matrices at their
+// packed size, scales included), embedding table excluded unless tied; used instead of
+// counting elem_bytes per weight.
+double decode_step_bytes(const ModelConfig& c, double elem_bytes, int64_t batch, double context,
+                         double stored_weight_bytes = 0);
 // Matrix FLOPs of a prefill of n tokens from an empty cache (causal attention counted as
 // n(n+1)/2 score/value pairs; lm_head for the last position only).
 double prefill_flops(const ModelConfig& c, int64_t n);
@@ -36,6 +40,7 @@ double prefill_flops(const ModelConfig& c, int64_t n);
 // copy bandwidth) and floor/measured; per prompt length the prefill floor (FLOPs / dense
 // GEMM rate) and achieved/rate. copy_gbps counts bytes read + written, as a D2D copy does.
 void add_throughput_floors(nlohmann::ordered_json& result, const ModelConfig& c, double elem_bytes,
-                           const ThroughputBenchOptions& opts, double copy_gbps, double gemm_tflops);
+                           const ThroughputBenchOptions& opts, double copy_gbps, double gemm_tflops,
+                           double stored_weight_bytes = 0);
 
 }  // namespace qw

@@ -21,11 +21,11 @@ enum class Int4Proj { Qkv = 0, ORes = 1, GateUpSwiglu = 2, DownRes = 3 };
 
 class Int4Linear {
  public:
-  // Rows above this go through dequantize() + cuBLAS. Measured on the H100 (7b, g128): the
-  // INT4 GEMMs take 9.2 ms per decode step at 16 rows, 17.4 at 32, 33.9 at 64 (one launch per
-  // 16 rows); dequantizing every layer costs ~8.5 ms (TTFT at 2048 tokens: 62.3 vs 53.8 ms for
-  // FP16) plus FP16's 6.2-6.6 ms of cuBLAS, so 14.7-15.1 ms above 16 rows.
-  static constexpr int kMaxDirectRows = 16;
+  // Rows above this go through dequantize() + cuBLAS. Measured on the H100 (7b, g128, split-K
+  // kernels): 16 rows take 5.0 ms per decode step through the GEMMs; 32 and 64 rows through
+  // dequantization + cuBLAS 14.3 and 14.7 ms (rewriting every matrix as fp16 each step). Two
+  // launches of 16 rows (~10 ms) beat that at 32; four (~20 ms) lose at 64.
+  static constexpr int kMaxDirectRows = 32;
 
   // Binds every layer's quantized weights of `tp_rank` (fails naming the tensor when one is
   // missing, unquantized or not in the weights section) and allocates the kernels' workspace.
