@@ -59,22 +59,15 @@ __device__ __forceinline__ void qw4_prefetch_l2(const void* p) {
   asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
-// d += a * b for one n8 block. MH == 1: A rows 8..15 are zero and their outputs unused, so
-// c2/c3 are fed zero and discarded (no registers kept for them across the loop).
-template <int MH>
+// d += a * b for one n8 block. The accumulator is always a full C quad: with MH == 1 the A
+// rows 8..15 are zero (a[1] = a[3] = 0), so d[2], d[3] stay zero. (Feeding zero constants
+// for c2/c3 and discarding d2/d3 instead made ptxas build a fresh register quad around every
+// HMMA: ~4 moves per mma, about a fifth of the m8 kernels' instructions.)
 __device__ __forceinline__ void qw4_mma(float* d, const unsigned* a, const unsigned* b) {
-  if constexpr (MH == 2) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  } else {
-    float d2, d3;
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%10,%10};"
-        : "+f"(d[0]), "+f"(d[1]), "=f"(d2), "=f"(d3)
-        : "r"(a[0]), "r"(0u), "r"(a[2]), "r"(0u), "r"(b[0]), "r"(b[1]), "f"(0.f));
-  }
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
 __device__ __forceinline__ void qw4_cp16(void* smem, const void* gmem) {
@@ -135,9 +128,11 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
     const int c = c_first + i * QW4_WARPS;
     unsigned char* st = ring + (i % P) * STAGE + XOFF;
     constexpr int PIECES = U * 2;  // 16-byte pieces of one row's U * 16 activations
-    for (int p = lane; p < batch * PIECES; p += 32) {
-      const int r = p / PIECES, q = p % PIECES;
-      qw4_cp16(st + r * XROW + q * 16, x + (long long)r * K + c * U * 16 + q * 8);
+#pragma unroll
+    for (int t = 0; t < (ROWS * PIECES + 31) / 32; ++t) {
+      const int p = lane + 32 * t, r = p / PIECES, q = p % PIECES;
+      if (p < batch * PIECES)
+        qw4_cp16(st + r * XROW + q * 16, x + (long long)r * K + c * U * 16 + q * 8);
     }
   };
 
@@ -204,7 +199,7 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
       unsigned b[8][2];
       qw4_b_frags(qw4_words(wv), zq, b);
 #pragma unroll
-      for (int k = 0; k < 8; ++k) qw4_mma<MH>(gacc[k], a, b[k]);
+      for (int k = 0; k < 8; ++k) qw4_mma(gacc[k], a, b[k]);
     }
     qw4_fold<MH>(acc, gacc, sq);  // a chunk never straddles a group
     __syncwarp();  // every lane is done with stage i % P before it is refilled
