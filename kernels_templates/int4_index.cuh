@@ -348,23 +348,21 @@ QW4_HD unsigned qw4_zero_pair_of(const unsigned* zq, int b) {
 // The lane's nibble pairs at bits 0-3/16-19 (lo) and 4-7/20-23 (hi) of w, each OR-ed into
 // fp16 0x6400 in one LOP3 (a LOP3 takes one immediate, so plain C++ costs an AND and an OR):
 // lo = 1024 + code, hi = 1024 + 16 code.
-QW4_HD unsigned qw4_magic_lo(unsigned w) {
+template <unsigned MASK>
+QW4_HD unsigned qw4_magic(unsigned w) {
 #ifdef __CUDA_ARCH__
   unsigned r;
-  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(w), "n"(0x000f000f), "n"(0x64006400));
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(w), "n"(MASK), "n"(0x64006400));
   return r;
 #else
-  return (w & 0x000f000fu) | 0x64006400u;
+  return (w & MASK) | 0x64006400u;
 #endif
 }
+QW4_HD unsigned qw4_magic_lo(unsigned w) {
+  return qw4_magic<0x000f000fu>(w);
+}
 QW4_HD unsigned qw4_magic_hi(unsigned w) {
-#ifdef __CUDA_ARCH__
-  unsigned r;
-  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(w), "n"(0x00f000f0), "n"(0x64006400));
-  return r;
-#else
-  return (w & 0x00f000f0u) | 0x64006400u;
-#endif
+  return qw4_magic<0x00f000f0u>(w);
 }
 // -(64 + z) from the zero pair 1024 + z: 960 - (1024 + z), exact (integers below 2048).
 QW4_HD unsigned qw4_neg_zero_pair_hi(unsigned zz) {
