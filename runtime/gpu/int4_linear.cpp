@@ -31,8 +31,17 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank,
     }
   QW_ASSIGN_OR_RETURN(q.dequant_, module.get("int4_dequant_f16"));
   QW_CUDA(cudaDeviceGetAttribute(&q.num_sms_, cudaDevAttrMultiProcessorCount, device));
-  // QW_INT4_SPLITS=N: A/B of the split-K factor on the device without rebuilding.
-  if (const char* v = std::getenv("QW_INT4_SPLITS")) q.splits_override_ = std::max(0, std::atoi(v));
+  // QW_INT4_SPLITS=N or N,N,N,N (qkv, o, gate_up, down; 0 = planned): A/B of the split-K
+  // factor on the device without rebuilding.
+  if (const char* v = std::getenv("QW_INT4_SPLITS")) {
+    int p = 0;
+    for (const char* c = v; p < 4 && *c; ++p) {
+      q.splits_override_[p] = std::max(0, std::atoi(c));
+      while (*c && *c != ',') ++c;
+      if (*c == ',') ++c;
+    }
+    for (int r = p; p == 1 && r < 4; ++r) q.splits_override_[r] = q.splits_override_[0];
+  }
 
   long long ws_floats = 1, counter_ints = 1;
   const int64_t layers = artifact.config().num_hidden_layers;
@@ -70,7 +79,7 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank,
       d.rows = int(m.rows), d.cols = int(m.cols), d.padded_rows = int(m.padded_rows),
       d.group = int(m.group_size);
       for (int v = 0; v < 2; ++v) {
-        d.splits[v] = q.plan_splits(d, v + 1);
+        d.splits[v] = q.plan_splits(d, v + 1, q.splits_override_[p]);
         if (l == 0) {  // the group size, so the shared memory, is one per projection
           const int smem = qw4_smem_bytes(d.group / 16, v + 1);
           QW_CUDA(cudaKernelSetAttributeForDevice(
@@ -96,9 +105,9 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank,
   return q;
 }
 
-int Int4Linear::plan_splits(const Matrix& m, int mh) const {
+int Int4Linear::plan_splits(const Matrix& m, int mh, int override_splits) const {
   const int chunks = m.cols / 16 / qw4_kernel_chunk_slabs(m.group / 16, mh);
-  if (splits_override_ > 0) return std::min(splits_override_, chunks);
+  if (override_splits > 0) return std::min(override_splits, chunks);
   return qw4_plan_splits(m.padded_rows / 64, chunks, num_sms_ * QW4_BLOCKS_PER_SM);
 }
 

@@ -55,8 +55,8 @@ class Int4Linear {
     int rows = 0, cols = 0, padded_rows = 0, group = 0;
     int splits[2] = {1, 1};  // split-K blocks per tile of the m8 / m16 launches
   };
-  // qw4_plan_splits for the m8 (mh 1) or m16 (mh 2) kernel, or QW_INT4_SPLITS.
-  int plan_splits(const Matrix& m, int mh) const;
+  // qw4_plan_splits for the m8 (mh 1) or m16 (mh 2) kernel, or override_splits when > 0.
+  int plan_splits(const Matrix& m, int mh, int override_splits) const;
   const Matrix& matrix(Int4Proj p, int layer) const {
     return layers_[size_t(layer) * 4 + size_t(p)];
   }
@@ -65,7 +65,7 @@ class Int4Linear {
   cudaKernel_t gemm_[4][2]{};   // [proj][m8, m16]
   cudaKernel_t dequant_{};
   int num_sms_ = 0;
-  int splits_override_ = 0;  // QW_INT4_SPLITS (0: plan)
+  int splits_override_[4] = {};  // per projection, QW_INT4_SPLITS (0: plan)
   size_t max_dense_ = 0;
   DeviceBuffer ws_, counters_;
 };
