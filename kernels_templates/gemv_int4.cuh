@@ -71,10 +71,10 @@ __device__ __forceinline__ void qw4_mma(float* d, const unsigned* a, const unsig
 }
 
 __device__ __forceinline__ void qw4_cp16(void* smem, const void* gmem) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
-                   unsigned(__cvta_generic_to_shared(smem))),
-               "l"(gmem)
-               : "memory");
+  asm volatile(
+      "cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(unsigned(__cvta_generic_to_shared(smem))),
+      "l"(gmem)
+      : "memory");
 }
 __device__ __forceinline__ void qw4_cp_commit() {
   asm volatile("cp.async.commit_group;" ::: "memory");
@@ -178,8 +178,8 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
     for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int h = 0; h < 2; ++h)
-        sq[qw4_blk(j, h)] =
-            *reinterpret_cast<const unsigned*>(st + SOFF + 2 * qw4_tile_col(j, h, qw4_c_n(0, lane)));
+        sq[qw4_blk(j, h)] = *reinterpret_cast<const unsigned*>(
+            st + SOFF + 2 * qw4_tile_col(j, h, qw4_c_n(0, lane)));
 #pragma unroll
     for (int v = 0; v < U; ++v) {
       unsigned a[4];
@@ -202,7 +202,7 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
       for (int k = 0; k < 8; ++k) qw4_mma(gacc[k], a, b[k]);
     }
     qw4_fold<MH>(acc, gacc, sq);  // a chunk never straddles a group
-    __syncwarp();  // every lane is done with stage i % P before it is refilled
+    __syncwarp();                 // every lane is done with stage i % P before it is refilled
   }
   qw4_cp_wait<0>();
   __syncthreads();  // the ring becomes the block's reduction buffer
@@ -216,7 +216,8 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
 #pragma unroll
       for (int i = 0; i < 2 * MH; ++i) {
         const int m = qw4_c_row(i, lane);
-        if (m < batch) red[warp][m * 64 + qw4_tile_col(j, h, qw4_c_n(i, lane))] = acc[qw4_blk(j, h)][i];
+        if (m < batch)
+          red[warp][m * 64 + qw4_tile_col(j, h, qw4_c_n(i, lane))] = acc[qw4_blk(j, h)][i];
       }
   __syncthreads();
   const int elems = batch * 64;  // element e: row e / 64, tile column e % 64
@@ -314,12 +315,14 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
       float *__restrict__ ws, int *__restrict__ counters, int N, int n_pad, int batch
 #define QW4_GEMM_PASS W, scales, zeros, perm, zero_point, x, y, yh, ws, counters, N, n_pad, batch
 // Two blocks of 8 warps per SM for both (qw4_kernel_chunk_slabs says why).
-#define QW4_GEMM_INST(name, K, GROUP, MODE)                                                \
-  extern "C" __global__ void __launch_bounds__(QW4_THREADS, QW4_BLOCKS_PER_SM) name##_m8(QW4_GEMM_ARGS) {  \
-    qw4_gemm<K, GROUP, MODE, 1>(QW4_GEMM_PASS);                                            \
-  }                                                                                        \
-  extern "C" __global__ void __launch_bounds__(QW4_THREADS, QW4_BLOCKS_PER_SM) name##_m16(QW4_GEMM_ARGS) { \
-    qw4_gemm<K, GROUP, MODE, 2>(QW4_GEMM_PASS);                                            \
+#define QW4_GEMM_INST(name, K, GROUP, MODE)                                    \
+  extern "C" __global__ void __launch_bounds__(QW4_THREADS, QW4_BLOCKS_PER_SM) \
+      name##_m8(QW4_GEMM_ARGS) {                                               \
+    qw4_gemm<K, GROUP, MODE, 1>(QW4_GEMM_PASS);                                \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(QW4_THREADS, QW4_BLOCKS_PER_SM) \
+      name##_m16(QW4_GEMM_ARGS) {                                              \
+    qw4_gemm<K, GROUP, MODE, 2>(QW4_GEMM_PASS);                                \
   }
 
 QW4_GEMM_INST(gemv_int4_qkv, qwc::kHidden, qwc::kInt4GroupQkv, 0)

@@ -281,7 +281,6 @@ struct Qw4Words {
   unsigned w[4];
 };
 
-
 // A fragment (4 registers) of slab `slab` for this lane: batch rows g and g + 8 (the latter
 // only when MH == 2; rows >= batch are zero), k columns in packed order; with act-order the
 // activations are gathered through perm (packed row k holds input feature perm[k]).
@@ -386,7 +385,8 @@ QW4_HD unsigned qw4_hfma2_16th(unsigned hi, unsigned neg_zh) {
 #else
   const float lo = qw4_h2f((unsigned short)(hi & 0xffffu)) * 0.0625f +
                    qw4_h2f((unsigned short)(neg_zh & 0xffffu));
-  const float h = qw4_h2f((unsigned short)(hi >> 16)) * 0.0625f + qw4_h2f((unsigned short)(neg_zh >> 16));
+  const float h =
+      qw4_h2f((unsigned short)(hi >> 16)) * 0.0625f + qw4_h2f((unsigned short)(neg_zh >> 16));
   return unsigned(qw4_host_small_int_to_f16(lo)) | (unsigned(qw4_host_small_int_to_f16(h)) << 16);
 #endif
 }

@@ -89,11 +89,12 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank,
                                                   cudaFuncAttributePreferredSharedMemoryCarveout,
                                                   cudaSharedmemCarveoutMaxShared, device));
         }
-        ws_floats = std::max(ws_floats, qw4_workspace_floats(d.padded_rows / 64, d.splits[v],
-                                                             kRowsPerLaunch[v], d.padded_rows,
-                                                             kProjMode[p]));
+        ws_floats = std::max(
+            ws_floats, qw4_workspace_floats(d.padded_rows / 64, d.splits[v], kRowsPerLaunch[v],
+                                            d.padded_rows, kProjMode[p]));
       }
-      counter_ints = std::max(counter_ints, (long long)qw4_counter_ints(d.padded_rows, d.rows, kProjMode[p]));
+      counter_ints =
+          std::max(counter_ints, (long long)qw4_counter_ints(d.padded_rows, d.rows, kProjMode[p]));
       q.max_dense_ = std::max(q.max_dense_, size_t(m.rows) * size_t(m.cols));
       q.layers_.push_back(d);
     }
@@ -128,10 +129,11 @@ Status Int4Linear::multiply(Int4Proj p, int layer, const void* x, int rows, floa
     float* yr = y ? y + size_t(r0) * size_t(m.rows) : nullptr;
     void* yhr = yh ? static_cast<void*>(static_cast<uint16_t*>(yh) + size_t(r0) * size_t(out_cols))
                    : nullptr;
-    QW_RETURN_IF_ERROR(launch_pdl(pdl, gemm_[pi][v], dim3(unsigned(m.padded_rows / 64), unsigned(m.splits[v])),
-                              dim3(QW4_THREADS), size_t(qw4_smem_bytes(m.group / 16, v + 1)), stream,
-                              m.packed, m.scales, m.zeros, m.perm, m.zero_point, xr, yr, yhr,
-                              ws_.as<float>(), counters_.as<int>(), m.rows, m.padded_rows, n));
+    QW_RETURN_IF_ERROR(
+        launch_pdl(pdl, gemm_[pi][v], dim3(unsigned(m.padded_rows / 64), unsigned(m.splits[v])),
+                   dim3(QW4_THREADS), size_t(qw4_smem_bytes(m.group / 16, v + 1)), stream, m.packed,
+                   m.scales, m.zeros, m.perm, m.zero_point, xr, yr, yhr, ws_.as<float>(),
+                   counters_.as<int>(), m.rows, m.padded_rows, n));
     r0 += n;
   }
   return Status::Ok();

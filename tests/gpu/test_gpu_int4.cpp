@@ -28,8 +28,8 @@
 #include "compiler/kernel_compiler.h"
 #include "core/half.h"
 #include "gpu/cuda_util.h"
-#include "gpu/kernel_module.h"
 #include "gpu/gpu_test_support.h"
+#include "gpu/kernel_module.h"
 #include "kernels_templates/int4_index.cuh"
 #include "tests/quant/int4_kernel_test_support.h"
 
@@ -40,7 +40,9 @@ using namespace qw::testing;
 namespace {
 
 using qw::testing::have_gpu;
-uint64_t seed() { return qw::testing::gpu_test_seed(); }
+uint64_t seed() {
+  return qw::testing::gpu_test_seed();
+}
 
 // Test shapes: (K, GROUP) instantiations beyond the model's. Kernel names t_K_G_MODE_mX.
 struct Inst {
@@ -118,8 +120,8 @@ Result run_gemm(const RandomInt4& r, const std::vector<uint16_t>& x, const Gemm&
                dp = upload(r.m.perm), dx = upload(x);
   DeviceBuffer dy = g.mode == 1 ? upload(y0) : poisoned(size_t(batch) * N * 4);
   DeviceBuffer dyh = poisoned(size_t(std::max(1, batch * inter)) * 2);
-  DeviceBuffer dws = poisoned(
-      size_t(qw4_workspace_floats(n_pad / 64, splits, batch, n_pad, g.mode)) * 4);
+  DeviceBuffer dws =
+      poisoned(size_t(qw4_workspace_floats(n_pad / 64, splits, batch, n_pad, g.mode)) * 4);
   const size_t nc = size_t(qw4_counter_ints(n_pad, N, g.mode));
   auto dc = DeviceBuffer::alloc(nc * 4, "test");
   REQUIRE(dc.ok());
@@ -130,10 +132,9 @@ Result run_gemm(const RandomInt4& r, const std::vector<uint16_t>& x, const Gemm&
   REQUIRE(cudaKernelSetAttributeForDevice(*kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem,
                                           0) == cudaSuccess);
   check_launch(launch(*kern, dim3(unsigned(n_pad / 64), unsigned(splits)), dim3(QW4_THREADS),
-                      size_t(smem), nullptr,
-                      dw.as<const void>(), ds.as<const void>(), zp, pp, int(r.m.zero_point),
-                      dx.as<const void>(), dy.as<float>(), dyh.as<void>(), dws.as<float>(),
-                      dc->as<int>(), N, n_pad, batch));
+                      size_t(smem), nullptr, dw.as<const void>(), ds.as<const void>(), zp, pp,
+                      int(r.m.zero_point), dx.as<const void>(), dy.as<float>(), dyh.as<void>(),
+                      dws.as<float>(), dc->as<int>(), N, n_pad, batch));
   REQUIRE(cudaGetLastError() == cudaSuccess);
   Result res;
   res.y = download<float>(dy, size_t(batch) * N);
@@ -216,9 +217,10 @@ TEST_CASE("INT4 GEMM: every mode, 1..16 rows, group 32/64/128/K, zeros, act-orde
   const int sms = num_sms();
   for (const Gemm& g : cases)
     for (int batch : {1, 2, 5, 8, 9, 16}) {
-      const int chunks = int(g.k) / 16 / qw4_kernel_chunk_slabs(int(g.group) / 16, batch > 8 ? 2 : 1);
-      const int plan = qw4_plan_splits(int(quant::int4_padded_rows(g.n) / 64), chunks,
-                                       sms * QW4_BLOCKS_PER_SM);
+      const int chunks =
+          int(g.k) / 16 / qw4_kernel_chunk_slabs(int(g.group) / 16, batch > 8 ? 2 : 1);
+      const int plan =
+          qw4_plan_splits(int(quant::int4_padded_rows(g.n) / 64), chunks, sms * QW4_BLOCKS_PER_SM);
       // 40 splits exceed the chunks of the small cases: blocks with nothing to add must still
       // take part in the tile's reduction.
       for (int splits : {1, 3, plan, batch == 5 ? 40 : 2})

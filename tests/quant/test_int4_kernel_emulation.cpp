@@ -110,7 +110,8 @@ void emulate(const RandomInt4& r, const std::vector<uint16_t>& x, const Launch& 
       for (int c = c_lo + w; c < c_hi; c += QW4_WARPS) {
         unsigned zc[32][2], sc[32][8];
         for (int lane = 0; lane < 32; ++lane)
-          qw4_load_group(scales, zeros, zero_point, c * U / GS, tile, n_pad, lane, zc[lane], sc[lane]);
+          qw4_load_group(scales, zeros, zero_point, c * U / GS, tile, n_pad, lane, zc[lane],
+                         sc[lane]);
         for (int v = 0; v < U; ++v) {
           unsigned a[32][4], b[32][8][2];
           for (int lane = 0; lane < 32; ++lane) {
@@ -169,7 +170,8 @@ void emulate(const RandomInt4& r, const std::vector<uint16_t>& x, const Launch& 
     }
     const int inter = N >> 1;
     double* fin = ws.data() + qw4_fin_offset(n_tiles, S, batch);
-    for (int e = 0; e < elems; ++e) fin[size_t(e >> 6) * n_pad + size_t(tile * 64 + (e & 63))] = v[size_t(e)];
+    for (int e = 0; e < elems; ++e)
+      fin[size_t(e >> 6) * n_pad + size_t(tile * 64 + (e & 63))] = v[size_t(e)];
     int outs[3];
     const int no = qw4_swiglu_dependents(tile, inter, outs);
     for (int q = 0; q < no; ++q) {
@@ -308,7 +310,8 @@ TEST_CASE("split-K: every chunk of a tile in exactly one split, one warp") {
       CHECK(qw4_split_begin(chunks, splits, splits) == chunks);
       std::vector<int> seen(size_t(chunks), 0);
       for (int s = 0; s < splits; ++s) {
-        const int lo = qw4_split_begin(chunks, splits, s), hi = qw4_split_begin(chunks, splits, s + 1);
+        const int lo = qw4_split_begin(chunks, splits, s),
+                  hi = qw4_split_begin(chunks, splits, s + 1);
         CHECK(lo <= hi);
         CHECK(hi - lo <= (chunks + splits - 1) / splits);  // balanced
         for (int w = 0; w < QW4_WARPS; ++w)
@@ -367,7 +370,7 @@ TEST_CASE("launch plan and workspace sizes") {
   CHECK(qw4_plan_splits(592, 56, 264) == 1);
   CHECK(qw4_plan_splits(56, 296, 264) == 4);
   CHECK(qw4_plan_splits(1, 1, 264) == 1);  // never more splits than chunks
-  CHECK(qw4_plan_splits(1, 8, 264) == 1);   // one block: its 8 warps take a chunk each
+  CHECK(qw4_plan_splits(1, 8, 264) == 1);  // one block: its 8 warps take a chunk each
   CHECK(qw4_plan_splits(2, 64, 264) == 8);
   CHECK(qw4_workspace_floats(2, 3, 4, 128, 0) == 2LL * 3 * 4 * 64);
   CHECK(qw4_workspace_floats(2, 3, 4, 128, 2) == 2LL * 3 * 4 * 64 + 4 * 128);
