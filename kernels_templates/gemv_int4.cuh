@@ -162,24 +162,8 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
     const int c = c_first + i * QW4_WARPS;
     const unsigned char* st = ring + (i % P) * STAGE;
     unsigned zq[2], sq[8];
-    if (zeros != nullptr) {
-      zq[0] = zq[1] = 0;
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int b = qw4_blk(j, h);
-          zq[b >> 2] |= unsigned(st[ZOFF + qw4_tile_col(j, h, qw4_b_n(lane))]) << (8 * (b & 3));
-        }
-    } else {
-      qw4_load_zeros(nullptr, zero_point, 0, 0, 0, lane, zq);
-    }
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-        sq[qw4_blk(j, h)] = *reinterpret_cast<const unsigned*>(
-            st + SOFF + 2 * qw4_tile_col(j, h, qw4_c_n(0, lane)));
+    qw4_load_zeros(zeros != nullptr ? st + ZOFF : nullptr, zero_point, 0, 0, 0, lane, zq);
+    qw4_load_scales(reinterpret_cast<const unsigned short*>(st + SOFF), 0, 0, 0, lane, sq);
 #pragma unroll
     for (int v = 0; v < U; ++v) {
       unsigned a[4];

@@ -245,9 +245,11 @@ QW4_HD unsigned qw4_hsub2(unsigned a, unsigned b) {
 #endif
 }
 
+// u32 and u8 loads are generic (plain) on the device: the kernel reads scales and zeros from
+// its shared-memory stage through qw4_load_scales / qw4_load_zeros.
 QW4_HD unsigned qw4_ld_u32(const void* p) {
 #ifdef __CUDA_ARCH__
-  return __ldg(reinterpret_cast<const unsigned int*>(p));
+  return *reinterpret_cast<const unsigned int*>(p);
 #else
   unsigned v;
   __builtin_memcpy(&v, p, 4);
@@ -269,11 +271,7 @@ QW4_HD int qw4_ld_i32(const int* p) {
 #endif
 }
 QW4_HD unsigned qw4_ld_u8(const unsigned char* p) {
-#ifdef __CUDA_ARCH__
-  return __ldg(p);
-#else
   return *p;
-#endif
 }
 
 // The 16 bytes lane `lane` loads for slab `slab` of tile `tile` (as 4 words).
@@ -307,7 +305,8 @@ QW4_HD void qw4_load_a(const unsigned short* x, const int* perm, int K, int batc
 // Per scale group: the zero point of each B column the lane dequantizes (column g of every n8
 // block; packed as bytes, blk b in byte b % 4 of zq[b / 4]: 2 registers instead of 8 keep
 // the m8 kernel within 128 registers) and the scale pair of each C column pair it
-// accumulates (columns 2t, 2t + 1).
+// accumulates (columns 2t, 2t + 1). Rows are [group][n_pad]; the kernel passes its stage's
+// 64 columns as group 0, tile 0.
 QW4_HD void qw4_load_zeros(const unsigned char* zeros, int zero_point, int group, int tile,
                            int n_pad, int lane, unsigned* zq) {
   const long long row = (long long)group * n_pad + (long long)tile * 64;

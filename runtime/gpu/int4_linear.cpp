@@ -80,15 +80,6 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank,
       d.group = int(m.group_size);
       for (int v = 0; v < 2; ++v) {
         d.splits[v] = q.plan_splits(d, v + 1, q.splits_override_[p]);
-        if (l == 0) {  // the group size, so the shared memory, is one per projection
-          const int smem = qw4_smem_bytes(d.group / 16, v + 1);
-          QW_CUDA(cudaKernelSetAttributeForDevice(
-              q.gemm_[p][v], cudaFuncAttributeMaxDynamicSharedMemorySize, smem, device));
-          // Two blocks per SM need the largest shared-memory carveout.
-          QW_CUDA(cudaKernelSetAttributeForDevice(q.gemm_[p][v],
-                                                  cudaFuncAttributePreferredSharedMemoryCarveout,
-                                                  cudaSharedmemCarveoutMaxShared, device));
-        }
         ws_floats = std::max(
             ws_floats, qw4_workspace_floats(d.padded_rows / 64, d.splits[v], kRowsPerLaunch[v],
                                             d.padded_rows, kProjMode[p]));
@@ -97,6 +88,17 @@ Expected<Int4Linear> Int4Linear::create(const Artifact& artifact, int tp_rank,
           std::max(counter_ints, (long long)qw4_counter_ints(d.padded_rows, d.rows, kProjMode[p]));
       q.max_dense_ = std::max(q.max_dense_, size_t(m.rows) * size_t(m.cols));
       q.layers_.push_back(d);
+    }
+  // The group size, so the shared memory, is one per projection: layer 0's says it.
+  for (int p = 0; layers > 0 && p < 4; ++p)
+    for (int v = 0; v < 2; ++v) {
+      const int smem = qw4_smem_bytes(q.matrix(Int4Proj(p), 0).group / 16, v + 1);
+      QW_CUDA(cudaKernelSetAttributeForDevice(
+          q.gemm_[p][v], cudaFuncAttributeMaxDynamicSharedMemorySize, smem, device));
+      // Two blocks per SM need the largest shared-memory carveout.
+      QW_CUDA(cudaKernelSetAttributeForDevice(q.gemm_[p][v],
+                                              cudaFuncAttributePreferredSharedMemoryCarveout,
+                                              cudaSharedmemCarveoutMaxShared, device));
     }
   QW_ASSIGN_OR_RETURN(q.ws_, DeviceBuffer::alloc(size_t(ws_floats) * 4, "the INT4 GEMM workspace"));
   QW_ASSIGN_OR_RETURN(q.counters_,
