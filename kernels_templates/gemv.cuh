@@ -10,23 +10,30 @@
 // not depend on U). U = 8 for the narrow matrices was measured slower than 4 on the H100
 // (down 58 -> 64 us, o 14 -> 17 us, b8 GEMV step 7.4 -> 9.0 ms: 88-136 registers cut the
 // blocks per SM), so every instance uses 4.
+// ks (1, 2 or 4, a launch parameter): warps that share one row pair, each taking every
+// ks-th group of 32 U chunks, their sums added in shared memory in warp order. A block of 4
+// warps serves 4 / ks row pairs, grid ceil(pairs * ks / 4). o_proj, down_proj and qkv have
+// only 1.8-2.3K row pairs: with ks = 1 that is 3.4-4.4 blocks per SM, and the SMs holding
+// one block more set the kernel's time (qw_gemv_warps_per_pair picks ks for the shape).
 template <int K, int MODE, int B, int U>
 __device__ __forceinline__ void gemv_impl(const wt* __restrict__ W, const wt* __restrict__ x,
-                                          float* __restrict__ y, wt* __restrict__ yh, int N) {
+                                          float* __restrict__ y, wt* __restrict__ yh, int N,
+                                          int ks) {
   static_assert(K % 8 == 0, "K must be a multiple of 8");
-  constexpr int R = 2;
-  const int lane = threadIdx.x & 31;
-  const int wg = blockIdx.x * (QW_GEMV_THREADS / 32) + (threadIdx.x >> 5);
+  constexpr int R = 2, WARPS = QW_GEMV_THREADS / 32;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int wg = blockIdx.x * (WARPS / ks) + warp / ks, part = warp % ks;
   long long rows[R];
+  bool active;
   if constexpr (MODE == 2) {
-    if (wg >= N) return;
-    rows[0] = wg;
-    rows[1] = wg + N;
+    active = wg < N;
+    rows[0] = active ? wg : 0;
+    rows[1] = rows[0] + N;
   } else {
     const int n0 = wg * R;
-    if (n0 >= N) return;
-    rows[0] = n0;
-    rows[1] = n0 + 1 < N ? n0 + 1 : n0;
+    active = n0 < N;
+    rows[0] = active ? n0 : 0;
+    rows[1] = n0 + 1 < N ? n0 + 1 : rows[0];
   }
   float acc[R][B];
 #pragma unroll
@@ -52,11 +59,12 @@ __device__ __forceinline__ void gemv_impl(const wt* __restrict__ W, const wt* __
     }
   };
   // The first weight loads (constant data) go out before waiting on the previous kernel.
-  load(0);
+  const int c_begin = active ? part * 32 * U : kChunks, c_step = ks * 32 * U;
+  if (c_begin < kChunks) load(c_begin);
   qw_pdl_trigger();
   qw_pdl_wait();
-  for (int c0 = 0; c0 < kChunks; c0 += 32 * U) {
-    if (c0 > 0) load(c0);
+  for (int c0 = c_begin; c0 < kChunks; c0 += c_step) {
+    if (c0 > c_begin) load(c0);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + u * 32 + lane;
@@ -81,7 +89,25 @@ __device__ __forceinline__ void gemv_impl(const wt* __restrict__ W, const wt* __
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int b = 0; b < B; ++b) acc[r][b] = warp_sum(acc[r][b]);
-  if (lane == 0) {
+  if (ks > 1) {
+    __shared__ float red[WARPS][R][B];
+    if (lane == 0)
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int b = 0; b < B; ++b) red[warp][r][b] = acc[r][b];
+    __syncthreads();
+    if (part != 0) return;
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int b = 0; b < B; ++b) {
+        float v = red[warp][r][b];
+        for (int j = 1; j < ks; ++j) v += red[warp + j][r][b];
+        acc[r][b] = v;
+      }
+  }
+  if (lane == 0 && active) {
 #pragma unroll
     for (int b = 0; b < B; ++b) {
       if constexpr (MODE == 2) {
@@ -101,11 +127,11 @@ __device__ __forceinline__ void gemv_impl(const wt* __restrict__ W, const wt* __
   }
 }
 
-#define QW_GEMV_INST(name, K, MODE, B, U)                                                  \
-  extern "C" __global__ void __launch_bounds__(QW_GEMV_THREADS)                           \
+#define QW_GEMV_INST(name, K, MODE, B, U)                                                    \
+  extern "C" __global__ void __launch_bounds__(QW_GEMV_THREADS)                              \
       name##_b##B(const wt* __restrict__ W, const wt* __restrict__ x, float* __restrict__ y, \
-                  wt* __restrict__ yh, int N) {                                            \
-    gemv_impl<K, MODE, B, U>(W, x, y, yh, N);                                              \
+                  wt* __restrict__ yh, int N, int ks) {                                      \
+    gemv_impl<K, MODE, B, U>(W, x, y, yh, N, ks);                                            \
   }
 #define QW_GEMV_ALL_B(name, K, MODE, U) \
   QW_GEMV_INST(name, K, MODE, 1, U)     \
@@ -117,10 +143,10 @@ __device__ __forceinline__ void gemv_impl(const wt* __restrict__ W, const wt* __
   QW_GEMV_INST(name, K, MODE, 7, U)     \
   QW_GEMV_INST(name, K, MODE, 8, U)
 
-QW_GEMV_ALL_B(gemv_hidden, qwc::kHidden, 0, 4)                       // qkv, lm_head
-QW_GEMV_ALL_B(gemv_o_res, qwc::kQHeads * qwc::kHeadDim, 1, 4)        // o_proj + residual
-QW_GEMV_ALL_B(gemv_gate_up_swiglu, qwc::kHidden, 2, 4)               // gate|up + SwiGLU
-QW_GEMV_ALL_B(gemv_down_res, qwc::kInter, 1, 4)                      // down_proj + residual
+QW_GEMV_ALL_B(gemv_hidden, qwc::kHidden, 0, 4)                // qkv, lm_head
+QW_GEMV_ALL_B(gemv_o_res, qwc::kQHeads* qwc::kHeadDim, 1, 4)  // o_proj + residual
+QW_GEMV_ALL_B(gemv_gate_up_swiglu, qwc::kHidden, 2, 4)        // gate|up + SwiGLU
+QW_GEMV_ALL_B(gemv_down_res, qwc::kInter, 1, 4)               // down_proj + residual
 
 // Greedy: index of the largest logit per row (first on ties), one block per row.
 extern "C" __global__ void argmax_rows(const float* __restrict__ logits, long long stride, int n,

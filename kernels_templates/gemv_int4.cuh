@@ -164,6 +164,8 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
     unsigned zq[2], sq[8];
     qw4_load_zeros(zeros != nullptr ? st + ZOFF : nullptr, zero_point, 0, 0, 0, lane, zq);
     qw4_load_scales(reinterpret_cast<const unsigned short*>(st + SOFF), 0, 0, 0, lane, sq);
+    unsigned zz[8], nzh[8];
+    qw4_zero_pairs(zq, zz, nzh);
 #pragma unroll
     for (int v = 0; v < U; ++v) {
       unsigned a[4];
@@ -181,7 +183,7 @@ __device__ __forceinline__ void qw4_gemm(const uint4* __restrict__ W, const wt* 
       }
       const uint4 wv = *reinterpret_cast<const uint4*>(st + (v * 32 + lane) * 16);
       unsigned b[8][2];
-      qw4_b_frags(qw4_words(wv), zq, b);
+      qw4_b_frags_from_pairs(qw4_words(wv), zz, nzh, b);
 #pragma unroll
       for (int k = 0; k < 8; ++k) qw4_mma(gacc[k], a, b[k]);
     }

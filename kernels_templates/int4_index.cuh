@@ -389,19 +389,34 @@ QW4_HD unsigned qw4_hfma2_16th(unsigned hi, unsigned neg_zh) {
   return unsigned(qw4_host_small_int_to_f16(lo)) | (unsigned(qw4_host_small_int_to_f16(h)) << 16);
 #endif
 }
+// The zero pairs of a chunk's 8 n8 blocks, both forms (lo path: 1024 + z; hi path:
+// -(64 + z)): computed once per chunk, not once per slab.
+QW4_HD void qw4_zero_pairs(const unsigned* zq, unsigned* zz, unsigned* nzh) {
+  QW4_UNROLL
+  for (int b = 0; b < 8; ++b) {
+    zz[b] = qw4_zero_pair_of(zq, b);
+    nzh[b] = qw4_neg_zero_pair_hi(zz[b]);
+  }
+}
 // B fragments of the 8 n8 blocks from the lane's 16 bytes: b[blk][r] = two fp16 (code - zero).
 // Register r of block h sits at nibble shift 4 (2h + r) (qw4_b_shift): after w >> 8h, r = 0
 // is the lo pair and r = 1 the hi pair (Marlin's dequantization: one shift, two LOP3, one
 // HSUB2 and one HFMA2 per 4 weights).
-QW4_HD void qw4_b_frags(const Qw4Words& wd, const unsigned* zq, unsigned (*b)[2]) {
+QW4_HD void qw4_b_frags_from_pairs(const Qw4Words& wd, const unsigned* zz, const unsigned* nzh,
+                                   unsigned (*b)[2]) {
   QW4_UNROLL
   for (int j = 0; j < 4; ++j) QW4_UNROLL
   for (int h = 0; h < 2; ++h) {
     const unsigned w = wd.w[j] >> (8 * h);
-    const unsigned zz = qw4_zero_pair_of(zq, qw4_blk(j, h));
-    b[qw4_blk(j, h)][0] = qw4_hsub2(qw4_magic_lo(w), zz);
-    b[qw4_blk(j, h)][1] = qw4_hfma2_16th(qw4_magic_hi(w), qw4_neg_zero_pair_hi(zz));
+    const int blk = qw4_blk(j, h);
+    b[blk][0] = qw4_hsub2(qw4_magic_lo(w), zz[blk]);
+    b[blk][1] = qw4_hfma2_16th(qw4_magic_hi(w), nzh[blk]);
   }
+}
+QW4_HD void qw4_b_frags(const Qw4Words& wd, const unsigned* zq, unsigned (*b)[2]) {
+  unsigned zz[8], nzh[8];
+  qw4_zero_pairs(zq, zz, nzh);
+  qw4_b_frags_from_pairs(wd, zz, nzh, b);
 }
 
 // Group end: acc += scale * (sum over the group of x * (code - zero)). Keeping the scale out

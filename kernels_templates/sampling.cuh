@@ -181,3 +181,126 @@ extern "C" __global__ void __launch_bounds__(QW_REDUCE_THREADS)
     o->values[rank] = x;
   }
 }
+
+// Greedy rows (k == 1, no penalties: what `qwrun bench`, temperature-0 requests and
+// logprob-free argmax decoding ask) reduced by many blocks per row instead of one: the
+// one-block kernel above spends ~60 us on a 152K row (it processes the row into scratch and
+// reads it three times from a single SM), a fixed cost of every decode step. Each block of
+// grid (ceil(n / QW_GREEDY_SLICE), rows) reduces a slice to its largest key, the ids
+// holding it (ties, at most QW_MAX_CANDIDATES) and sum(exp(v - slice max)); the last block
+// of a row to finish (arrival counter, returned to zero) merges the slices in order. Ids
+// and values equal the one-block kernel's bit for bit; log-sum-exp differs in rounding only.
+#define QW_GREEDY_SLICE 4096
+#define QW_GREEDY_THREADS 256
+
+struct QwGreedyPartial {
+  u32 key;    // largest order key of the slice
+  int count;  // ids holding it (may exceed QW_MAX_CANDIDATES: then only the count is kept)
+  float mx;   // fmaxf over the slice (NaN-blind, as the one-block kernel's maximum)
+  int pad;
+  double sum;  // sum of exp(v - mx) over the slice, -inf entries excluded
+  int ids[QW_MAX_CANDIDATES];
+  float values[QW_MAX_CANDIDATES];
+};
+
+extern "C" __global__ void __launch_bounds__(QW_GREEDY_THREADS)
+    reduce_rows_greedy(const float* __restrict__ logits, long long stride, int n,
+                       const QwReduceRow* __restrict__ rows, QwGreedyPartial* __restrict__ parts,
+                       int* __restrict__ counters, QwReduceOut* __restrict__ out) {
+  constexpr int kWarps = QW_GREEDY_THREADS / 32;
+  const QwReduceRow a = rows[blockIdx.y];
+  const float* raw = logits + (long long)a.logit_row * stride;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int lo = blockIdx.x * QW_GREEDY_SLICE, hi = min(n, lo + QW_GREEDY_SLICE);
+  const float temp = a.temperature;
+  auto value = [&](int i) { return temp != 1.f ? __fdiv_rn(raw[i], temp) : raw[i]; };
+
+  __shared__ u32 s_key[kWarps];
+  __shared__ float s_mx[kWarps];
+  __shared__ double s_sum[kWarps];
+  __shared__ int s_count, s_last;
+  u32 km = 0;
+  float mx = -INFINITY;
+  for (int i = lo + tid; i < hi; i += QW_GREEDY_THREADS) {
+    const float v = value(i);
+    km = max(km, qw_order_key(v));
+    mx = fmaxf(mx, v);
+  }
+  km = __reduce_max_sync(0xffffffffu, km);
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  if (lane == 0) s_key[warp] = km, s_mx[warp] = mx;
+  if (tid == 0) s_count = 0;
+  __syncthreads();
+  km = s_key[0];
+  mx = s_mx[0];
+  for (int w = 1; w < kWarps; ++w) km = max(km, s_key[w]), mx = fmaxf(mx, s_mx[w]);
+
+  QwGreedyPartial* p = parts + (long long)blockIdx.y * gridDim.x + blockIdx.x;
+  float part = 0.f;
+  for (int i = lo + tid; i < hi; i += QW_GREEDY_THREADS) {
+    const float v = value(i);
+    if (qw_order_key(v) == km) {
+      const int slot = atomicAdd(&s_count, 1);
+      if (slot < QW_MAX_CANDIDATES) p->ids[slot] = i, p->values[slot] = v;
+    }
+    if (v != -INFINITY) part += __expf(v - mx);
+  }
+  __threadfence();  // the ids/values above, before this block's arrival is counted
+  double dpart = part;
+  for (int o = 16; o > 0; o >>= 1) dpart += __shfl_xor_sync(0xffffffffu, dpart, o);
+  if (lane == 0) s_sum[warp] = dpart;
+  __syncthreads();
+  if (tid == 0) {
+    double sum = 0.0;
+    for (int w = 0; w < kWarps; ++w) sum += s_sum[w];
+    p->key = km, p->count = s_count, p->mx = mx, p->sum = sum;
+    __threadfence();
+    s_last = atomicAdd(counters + blockIdx.y, 1) == int(gridDim.x) - 1;
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+
+  // Merge (the row's last block): slices in order, so the sums add up the same every run.
+  const QwGreedyPartial* ps = parts + (long long)blockIdx.y * gridDim.x;
+  const int nb = int(gridDim.x);
+  __shared__ int c_ids[QW_MAX_CANDIDATES];
+  __shared__ float c_vals[QW_MAX_CANDIDATES];
+  if (tid == 0) {
+    u32 gk = 0;
+    float gmx = -INFINITY;
+    for (int b = 0; b < nb; ++b)
+      gk = max(gk, __ldcg(&ps[b].key)), gmx = fmaxf(gmx, __ldcg(&ps[b].mx));
+    double sum = 0.0;
+    int total = 0;
+    for (int b = 0; b < nb; ++b) {
+      const float bmx = __ldcg(&ps[b].mx);
+      const double bs = __ldcg(&ps[b].sum);
+      // A slice of -inf only adds nothing (its own sum is 0); a NaN sum stays NaN.
+      if (bmx != -INFINITY || bs != bs) sum += bs * exp(double(bmx) - double(gmx));
+      if (__ldcg(&ps[b].key) != gk) continue;
+      const int c = __ldcg(&ps[b].count);
+      for (int j = 0; j < c && total + j < QW_MAX_CANDIDATES; ++j)
+        c_ids[total + j] = __ldcg(&ps[b].ids[j]), c_vals[total + j] = __ldcg(&ps[b].values[j]);
+      total += c;
+    }
+    QwReduceOut* o = out + blockIdx.y;
+    // An all -inf row (gmx = -inf): the one-block kernel's exp(-inf - -inf) makes it NaN.
+    o->logsumexp =
+        gmx == -INFINITY ? __longlong_as_double(0x7ff8000000000000LL) : double(gmx) + log(sum);
+    o->count = total > QW_MAX_CANDIDATES ? -1 : total;
+    s_count = total;
+    counters[blockIdx.y] = 0;
+  }
+  __syncthreads();
+  // Every candidate has the same key, so "best first, lower id first" is id order (values
+  // may differ only as -0 / +0, which compare equal).
+  const int count = s_count;
+  if (count <= QW_MAX_CANDIDATES && tid < count) {
+    const int id = c_ids[tid];
+    int rank = 0;
+    for (int j = 0; j < count; ++j) rank += c_ids[j] < id;
+    out[blockIdx.y].ids[rank] = id;
+    out[blockIdx.y].values[rank] = c_vals[tid];
+  }
+}

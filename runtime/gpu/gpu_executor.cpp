@@ -5,13 +5,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <unordered_set>
 
 #include "artifact/tensor_names.h"
 #include "cpu/rope.h"
+#include "gpu/gemv_plan.h"
 #include "kernels_templates/gemv_tc_plan.cuh"
 #include "quant/int4_artifact.h"
 
@@ -25,31 +26,40 @@ double now_s() {
 Status cublas_error(cublasStatus_t s, const char* what) {
   return Errorf("cuBLAS error %d (%s) in %s", int(s), cublasGetStatusString(s), what);
 }
-#define QW_CUBLAS(expr)                                               \
-  do {                                                                \
-    cublasStatus_t _qw_bs = (expr);                                   \
+#define QW_CUBLAS(expr)                                                      \
+  do {                                                                       \
+    cublasStatus_t _qw_bs = (expr);                                          \
     if (_qw_bs != CUBLAS_STATUS_SUCCESS) return cublas_error(_qw_bs, #expr); \
   } while (0)
 
-size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+size_t align_up(size_t v, size_t a) {
+  return (v + a - 1) / a * a;
+}
 // Byte offset of the flash tiles in the step metadata (after 4 int32 and 1 int64 per row).
-size_t tiles_offset(int64_t rows) { return align_up(size_t(rows) * 24, 16); }
+size_t tiles_offset(int64_t rows) {
+  return align_up(size_t(rows) * 24, 16);
+}
 
 constexpr int kDecodeBuckets[] = {1, 2, 4, 8, 16, 32, 64};
 constexpr int kFlashRows = 64;  // query rows per flash-attention tile (QW_FA_BM)
 
-// QW_PDL=0, QW_ATTN=paged, QW_GEMV_MAX_ROWS=N, QW_TC_MAX_ROWS=N, QW_GRAPH_MAX=N override the options
+// QW_PDL=0, QW_ATTN=paged, QW_GEMV_MAX_ROWS=N, QW_GEMV_KS=1|2|4, QW_TC_MAX_ROWS=N, QW_GRAPH_MAX=N
+// override the options
 // (A/B measurements on the device without rebuilding).
 void apply_env_overrides(GpuExecutorOptions& o) {
   if (const char* v = std::getenv("QW_PDL")) o.pdl = std::atoi(v) != 0;
   if (const char* v = std::getenv("QW_ATTN")) o.flash_attention = std::string(v) != "paged";
-  if (const char* v = std::getenv("QW_GEMV_MAX_ROWS")) o.gemv_max_rows = std::clamp(std::atoi(v), 0, 8);
+  if (const char* v = std::getenv("QW_GEMV_MAX_ROWS"))
+    o.gemv_max_rows = std::clamp(std::atoi(v), 0, 8);
   if (const char* v = std::getenv("QW_TC_MAX_ROWS")) o.tc_max_rows = std::atoi(v);
+  if (const char* v = std::getenv("QW_GEMV_KS")) o.gemv_warps_per_pair = std::atoi(v);
   if (const char* v = std::getenv("QW_GRAPH_MAX")) o.max_graph_batch = std::atoi(v);
 }
-constexpr const char* kGemvNames[4] = {"gemv_hidden", "gemv_o_res", "gemv_gate_up_swiglu", "gemv_down_res"};
+constexpr const char* kGemvNames[4] = {"gemv_hidden", "gemv_o_res", "gemv_gate_up_swiglu",
+                                       "gemv_down_res"};
 enum GemvKind { kGemvHidden = 0, kGemvORes = 1, kGemvGateUp = 2, kGemvDownRes = 3 };
-constexpr const char* kTcNames[] = {"tc_qkv", "tc_o_res", "tc_gate_up_swiglu", "tc_down_res", "tc_lm_head"};
+constexpr const char* kTcNames[] = {"tc_qkv", "tc_o_res", "tc_gate_up_swiglu", "tc_down_res",
+                                    "tc_lm_head"};
 
 }  // namespace
 
@@ -63,10 +73,12 @@ Expected<std::unique_ptr<GpuExecutor>> GpuExecutor::create(std::shared_ptr<const
 GpuExecutor::~GpuExecutor() {
   if (trace_.on) {
     const double n = std::max(trace_.steps, 1);
-    std::fprintf(stderr,
-                 "qwrun: step trace: %d graph steps, mean us: host prep %.1f, upload+graph (GPU) %.1f, "
-                 "logits reduce/copy (GPU+sync) %.1f, wall %.1f\n",
-                 trace_.steps, trace_.prep_us / n, trace_.graph_us / n, trace_.logits_us / n, trace_.wall_us / n);
+    std::fprintf(
+        stderr,
+        "qwrun: step trace: %d graph steps, mean us: host prep %.1f, upload+graph (GPU) %.1f, "
+        "logits reduce/copy (GPU+sync) %.1f, wall %.1f\n",
+        trace_.steps, trace_.prep_us / n, trace_.graph_us / n, trace_.logits_us / n,
+        trace_.wall_us / n);
   }
   for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g);
   if (cublas_) cublasDestroy(static_cast<cublasHandle_t>(cublas_));
@@ -91,9 +103,11 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   device_ = opts.device;
   const int rank = opts_.tp_rank;
   if (art_->tp_size() != opts_.tp_size)
-    return Errorf("%s: compiled for tensor parallelism %d, run with %d GPUs (pass --tp %d, or recompile with qwc "
-                  "compile --tp %d)",
-                  art_->path().c_str(), art_->tp_size(), opts_.tp_size, art_->tp_size(), opts_.tp_size);
+    return Errorf(
+        "%s: compiled for tensor parallelism %d, run with %d GPUs (pass --tp %d, or recompile with "
+        "qwc "
+        "compile --tp %d)",
+        art_->path().c_str(), art_->tp_size(), opts_.tp_size, art_->tp_size(), opts_.tp_size);
   if (opts_.tp_size > 1 && (!opts_.nccl || !opts_.nccl_comm))
     return Status::Error("tensor-parallel rank without an NCCL communicator");
   if (dtype_ != DType::F16 && dtype_ != DType::BF16)
@@ -102,8 +116,10 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   QW_RETURN_IF_ERROR(check_kernel_config(cfg_, plan_, dtype_));
   int ndev = 0;
   QW_CUDA(cudaGetDeviceCount(&ndev));
-  if (device_ < 0 || device_ >= ndev) return Errorf("GPU %d requested but %d present", device_, ndev);
+  if (device_ < 0 || device_ >= ndev)
+    return Errorf("GPU %d requested but %d present", device_, ndev);
   QW_CUDA(cudaSetDevice(device_));
+  QW_CUDA(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, device_));
   if (const char* v = std::getenv("QW_STEP_TRACE"); v && std::atoi(v) != 0) {
     trace_.on = true;
     for (Event& e : trace_.ev) {
@@ -138,21 +154,25 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   QW_ASSIGN_OR_RETURN(k_flash_, module_.get("attention_prefill_tc"));
   for (int g = 0; g < 4; ++g)
     for (int b = 1; b <= 8; ++b) {
-      QW_ASSIGN_OR_RETURN(k_gemv_[g][b - 1], module_.get(std::string(kGemvNames[g]) + "_b" + std::to_string(b)));
+      QW_ASSIGN_OR_RETURN(k_gemv_[g][b - 1],
+                          module_.get(std::string(kGemvNames[g]) + "_b" + std::to_string(b)));
     }
   for (int m = 0; m < kTcMatrices; ++m)
     for (int j = 0; j < 3; ++j) {
-      QW_ASSIGN_OR_RETURN(k_tc_[m][j], module_.get(std::string(kTcNames[m]) + "_n" + std::to_string(1 << j)));
+      QW_ASSIGN_OR_RETURN(k_tc_[m][j],
+                          module_.get(std::string(kTcNames[m]) + "_n" + std::to_string(1 << j)));
     }
 
   // Tensor addresses.
   auto addr = [&](const std::string& name, int64_t want_numel) -> Expected<const void*> {
     QW_ASSIGN_OR_RETURN(TensorView t, art_->tensor(name, rank));
-    if (t.dtype != dtype_) return Status::Error(art_->path() + ": tensor " + name + " has an unexpected dtype");
+    if (t.dtype != dtype_)
+      return Status::Error(art_->path() + ": tensor " + name + " has an unexpected dtype");
     if (want_numel >= 0 && t.numel() != want_numel)
-      return Errorf("%s: tensor %s has %lld elements, expected %lld", art_->path().c_str(), name.c_str(),
-                    (long long)t.numel(), (long long)want_numel);
-    if (t.offset_in_section % 16 != 0) return Status::Error(art_->path() + ": tensor " + name + " is misaligned");
+      return Errorf("%s: tensor %s has %lld elements, expected %lld", art_->path().c_str(),
+                    name.c_str(), (long long)t.numel(), (long long)want_numel);
+    if (t.offset_in_section % 16 != 0)
+      return Status::Error(art_->path() + ": tensor " + name + " is misaligned");
     return weights_.ptr(t);
   };
   const int64_t H = cfg_.hidden_size, D = cfg_.head_dim, I = plan_.intermediate_per_rank;
@@ -212,9 +232,11 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
 
   // Context limit: the model's, bounded by the pool below.
   int64_t model_ctx = cfg_.max_position_embeddings;
-  if (cfg_.rope_scaling.rope_type == "yarn" && cfg_.rope_scaling.original_max_position_embeddings > 0)
-    model_ctx = std::max<int64_t>(model_ctx, int64_t(double(cfg_.rope_scaling.original_max_position_embeddings) *
-                                                     cfg_.rope_scaling.factor));
+  if (cfg_.rope_scaling.rope_type == "yarn" &&
+      cfg_.rope_scaling.original_max_position_embeddings > 0)
+    model_ctx = std::max<int64_t>(
+        model_ctx, int64_t(double(cfg_.rope_scaling.original_max_position_embeddings) *
+                           cfg_.rope_scaling.factor));
   if (model_ctx <= 0) model_ctx = 32768;
   bt_stride_ = blocks_for(model_ctx);
 
@@ -232,9 +254,10 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
                o_qf = carve(size_t(R) * QH * D * 4), o_gu = carve(size_t(R) * 2 * I * 4),
                o_logits = carve(size_t(L) * vocab_rows_ * 4),
                o_po = carve(size_t(split_rows_max_) * QH * splits_max_ * D * 4),
-               o_pml = carve(size_t(split_rows_max_) * QH * splits_max_ * 2 * 4), o_inv = carve(size_t(D / 2) * 4),
-               o_h = carve(size_t(R) * H * es), o_attn = carve(size_t(R) * QH * D * es),
-               o_act = carve(size_t(R) * I * es), o_hl = carve(size_t(L) * H * es);
+               o_pml = carve(size_t(split_rows_max_) * QH * splits_max_ * 2 * 4),
+               o_inv = carve(size_t(D / 2) * 4), o_h = carve(size_t(R) * H * es),
+               o_attn = carve(size_t(R) * QH * D * es), o_act = carve(size_t(R) * I * es),
+               o_hl = carve(size_t(L) * H * es);
   QW_ASSIGN_OR_RETURN(ws_, DeviceBuffer::alloc(off, "the GPU workspace"));
   uint8_t* base = ws_.as<uint8_t>();
   x_ = reinterpret_cast<float*>(base + o_x);
@@ -292,8 +315,8 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   num_blocks_ = int64_t(kv_bytes / block_bytes);
   num_blocks_ = std::min<int64_t>(num_blocks_, int64_t(1) << 30);
   if (num_blocks_ < 2)
-    return Errorf("KV cache too small: %s for %lld blocks of %s", gib(double(kv_bytes)).c_str(), 2LL,
-                  gib(double(block_bytes)).c_str());
+    return Errorf("KV cache too small: %s for %lld blocks of %s", gib(double(kv_bytes)).c_str(),
+                  2LL, gib(double(block_bytes)).c_str());
   QW_ASSIGN_OR_RETURN(kv_, DeviceBuffer::alloc(size_t(num_blocks_) * block_bytes, "the KV cache"));
   // Poison: a read of a slot nothing wrote shows up as NaN (0xffff is a NaN in f16 and bf16).
   QW_CUDA(cudaMemsetAsync(kv_.get(), 0xff, kv_.size(), stream_.get()));
@@ -321,19 +344,19 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
 
 int GpuExecutor::attention_splits(int rows) const {
   if (rows > split_rows_max_) return 1;
-  int sms = 132;
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_);
   const int64_t ctas = int64_t(rows) * plan_.kv_heads_per_rank;
-  int n = int((2 * sms + ctas - 1) / ctas);
+  int n = int((2 * sms_ + ctas - 1) / ctas);
   return std::clamp(n, 1, int(splits_max_));
 }
 
-Status GpuExecutor::gemm(const void* a, const void* w, float* c, int rows, int n, int k, bool accumulate) {
+Status GpuExecutor::gemm(const void* a, const void* w, float* c, int rows, int n, int k,
+                         bool accumulate) {
   const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
   const cudaDataType_t t = dtype_ == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
   // Row-major C[rows, n] = A[rows, k] W[n, k]^T  ==  column-major C^T = W^T(op T) A^T.
-  QW_CUBLAS(cublasGemmEx(static_cast<cublasHandle_t>(cublas_), CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha, w,
-                         t, k, a, t, k, &beta, c, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  QW_CUBLAS(cublasGemmEx(static_cast<cublasHandle_t>(cublas_), CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k,
+                         &alpha, w, t, k, a, t, k, &beta, c, CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT));
   return Status::Ok();
 }
 
@@ -343,30 +366,49 @@ GpuExecutor::DenseKernel GpuExecutor::dense_kernel(int rows) const {
   return DenseKernel::Cublas;
 }
 
-Status GpuExecutor::tc_linear(TcMatrix m, const void* w, const void* x, int rows, float* y, void* yh, int n) {
+Status GpuExecutor::tc_linear(TcMatrix m, const void* w, const void* x, int rows, float* y,
+                              void* yh, int n) {
   const int split = tc_split_[m];
   const int nt = qw_tc_ntiles(rows);
   const int tiles = qw_tc_tiles(n, m == kTcGateUp);
-  return run_kernel(k_tc_[m][nt == 1 ? 0 : nt == 2 ? 1 : 2], dim3(unsigned(qw_tc_blocks(tiles, split))),
+  return run_kernel(k_tc_[m][nt == 1   ? 0
+                             : nt == 2 ? 1
+                                       : 2],
+                    dim3(unsigned(qw_tc_blocks(tiles, split))),
                     dim3(unsigned(qw_tc_warps_per_block(split) * 32)), w, x, y, yh, n, rows);
 }
 
 Status GpuExecutor::int4_projection(Int4Proj p, int l, const void* x, int rows, float* y) {
   cudaStream_t s = stream_.get();
-  if (rows <= Int4Linear::kMaxDirectRows) return int4_->multiply(p, l, x, rows, y, act_, s, pdl_now_);
+  if (rows <= Int4Linear::kMaxDirectRows)
+    return int4_->multiply(p, l, x, rows, y, act_, s, pdl_now_);
   const int H = int(cfg_.hidden_size), I = int(plan_.intermediate_per_rank);
   const int QD = int(plan_.q_heads_per_rank * cfg_.head_dim);
   QW_RETURN_IF_ERROR(int4_->dequantize(p, l, int4_dense_.get(), s));
   switch (p) {
-    case Int4Proj::Qkv: return gemm(x, int4_dense_.get(), y, rows, int(qkv_cols_), H, false);
-    case Int4Proj::ORes: return gemm(x, int4_dense_.get(), y, rows, H, QD, true);
-    case Int4Proj::DownRes: return gemm(x, int4_dense_.get(), y, rows, H, I, true);
+    case Int4Proj::Qkv:
+      return gemm(x, int4_dense_.get(), y, rows, int(qkv_cols_), H, false);
+    case Int4Proj::ORes:
+      return gemm(x, int4_dense_.get(), y, rows, H, QD, true);
+    case Int4Proj::DownRes:
+      return gemm(x, int4_dense_.get(), y, rows, H, I, true);
     case Int4Proj::GateUpSwiglu:
       QW_RETURN_IF_ERROR(gemm(x, int4_dense_.get(), gu_, rows, 2 * I, H, false));
-      return run_kernel(k_swiglu_, dim3(unsigned(std::min<int64_t>((int64_t(rows) * I + 255) / 256, 65535))),
+      return run_kernel(k_swiglu_,
+                        dim3(unsigned(std::min<int64_t>((int64_t(rows) * I + 255) / 256, 65535))),
                         dim3(256), static_cast<const float*>(gu_), act_, rows);
   }
   return Status::Ok();
+}
+
+Status GpuExecutor::run_gemv(int kind, int rows, const void* w, const void* x, float* y, void* yh,
+                             int n) {
+  const int64_t pairs = kind == kGemvGateUp ? n : (int64_t(n) + 1) / 2;
+  const int forced = opts_.gemv_warps_per_pair;
+  const int ks =
+      forced == 1 || forced == 2 || forced == 4 ? forced : gemv_warps_per_pair(pairs, sms_, rows);
+  return run_kernel(k_gemv_[kind][rows - 1], dim3(unsigned(gemv_blocks(pairs, ks))),
+                    dim3(kGemvWarpsPerBlock * 32), w, x, y, yh, n, ks);
 }
 
 Status GpuExecutor::lm_head(int first_row, int rows) {
@@ -374,12 +416,11 @@ Status GpuExecutor::lm_head(int first_row, int rows) {
   const int* idx = d_logit_rows_ + first_row;
   const DenseKernel dk = dense_kernel(rows);
   pdl_now_ = pdl_ && dk == DenseKernel::Gemv;
-  QW_RETURN_IF_ERROR(run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_, static_cast<const float*>(nullptr),
-                            final_norm_, hl_, rows, idx));
+  QW_RETURN_IF_ERROR(run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_,
+                                static_cast<const float*>(nullptr), final_norm_, hl_, rows, idx));
   const int n = int(vocab_rows_);
   if (dk == DenseKernel::Gemv) {
-    return run_kernel(k_gemv_[kGemvHidden][rows - 1], dim3((n + 7) / 8), dim3(128), lm_head_w_,
-                  static_cast<const void*>(hl_), logits_, static_cast<void*>(nullptr), n);
+    return run_gemv(kGemvHidden, rows, lm_head_w_, hl_, logits_, nullptr, n);
   }
   if (dk == DenseKernel::TensorCore)
     return tc_linear(kTcLmHead, lm_head_w_, hl_, rows, logits_, nullptr, n);
@@ -388,14 +429,16 @@ Status GpuExecutor::lm_head(int first_row, int rows) {
 
 Status GpuExecutor::begin_row_parallel(int rows) {
   if (opts_.tp_size > 1 && opts_.tp_rank > 0)
-    QW_CUDA(cudaMemsetAsync(x_, 0, size_t(rows) * size_t(cfg_.hidden_size) * sizeof(float), stream_.get()));
+    QW_CUDA(cudaMemsetAsync(x_, 0, size_t(rows) * size_t(cfg_.hidden_size) * sizeof(float),
+                            stream_.get()));
   return Status::Ok();
 }
 
 Status GpuExecutor::end_row_parallel(int rows) {
   if (opts_.tp_size <= 1) return Status::Ok();
-  QW_NCCL(*opts_.nccl, opts_.nccl->all_reduce(x_, x_, size_t(rows) * size_t(cfg_.hidden_size), ncclFloat32, ncclSum,
-                                              opts_.nccl_comm, stream_.get()));
+  QW_NCCL(*opts_.nccl,
+          opts_.nccl->all_reduce(x_, x_, size_t(rows) * size_t(cfg_.hidden_size), ncclFloat32,
+                                 ncclSum, opts_.nccl_comm, stream_.get()));
   return Status::Ok();
 }
 
@@ -413,70 +456,75 @@ Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
   const float scale_log2 = float(1.0 / std::sqrt(double(D)) * 1.4426950408889634);
   const float* nullf = nullptr;
   const int* nulli = nullptr;
-  QW_RETURN_IF_ERROR(run_kernel(k_embed_, dim3(rows), dim3(128), static_cast<const int*>(d_tokens_), embed_, x_, rows));
+  QW_RETURN_IF_ERROR(run_kernel(k_embed_, dim3(rows), dim3(128), static_cast<const int*>(d_tokens_),
+                                embed_, x_, rows));
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerW& w = layers_[l];
-    QW_RETURN_IF_ERROR(run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_, nullf, w.in_norm, h_, rows, nulli));
+    QW_RETURN_IF_ERROR(
+        run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_, nullf, w.in_norm, h_, rows, nulli));
     if (int4_) {
       QW_RETURN_IF_ERROR(int4_projection(Int4Proj::Qkv, int(l), h_, rows, qkv_));
     } else if (gemv) {
-      QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvHidden][rows - 1], dim3(unsigned((qkv_cols_ + 7) / 8)), dim3(128),
-                                w.qkv_w, static_cast<const void*>(h_), qkv_, static_cast<void*>(nullptr), int(qkv_cols_)));
+      QW_RETURN_IF_ERROR(run_gemv(kGemvHidden, rows, w.qkv_w, h_, qkv_, nullptr, int(qkv_cols_)));
     } else if (tc) {
       QW_RETURN_IF_ERROR(tc_linear(kTcQkv, w.qkv_w, h_, rows, qkv_, nullptr, int(qkv_cols_)));
     } else {
       QW_RETURN_IF_ERROR(gemm(h_, w.qkv_w, qkv_, rows, int(qkv_cols_), H, false));
     }
-    QW_RETURN_IF_ERROR(run_kernel(k_rope_, dim3(unsigned(rows), unsigned(QH + 2 * KVH)), dim3(unsigned(D / 2)), static_cast<const float*>(qkv_), w.qkv_b,
-                              static_cast<const int*>(d_pos_), static_cast<const long long*>(d_slots_),
-                              static_cast<const float*>(inv_freq_), mscale_, qf_, kcache(int(l)), vcache(int(l)), rows));
+    QW_RETURN_IF_ERROR(
+        run_kernel(k_rope_, dim3(unsigned(rows), unsigned(QH + 2 * KVH)), dim3(unsigned(D / 2)),
+                   static_cast<const float*>(qkv_), w.qkv_b, static_cast<const int*>(d_pos_),
+                   static_cast<const long long*>(d_slots_), static_cast<const float*>(inv_freq_),
+                   mscale_, qf_, kcache(int(l)), vcache(int(l)), rows));
     if (ntiles > 0) {
-      QW_RETURN_IF_ERROR(run_kernel(k_flash_, dim3(unsigned(ntiles), unsigned(QH)), dim3(128),
-                                    static_cast<const float*>(qf_), static_cast<const void*>(kcache(int(l))),
-                                    static_cast<const void*>(vcache(int(l))), static_cast<const int4*>(d_tiles_),
-                                    static_cast<const int*>(d_tables_), int(bt_stride_), scale_log2, attn_));
+      QW_RETURN_IF_ERROR(
+          run_kernel(k_flash_, dim3(unsigned(ntiles), unsigned(QH)), dim3(128),
+                     static_cast<const float*>(qf_), static_cast<const void*>(kcache(int(l))),
+                     static_cast<const void*>(vcache(int(l))), static_cast<const int4*>(d_tiles_),
+                     static_cast<const int*>(d_tables_), int(bt_stride_), scale_log2, attn_));
     } else {
-      QW_RETURN_IF_ERROR(run_kernel(k_attn_, dim3(rows, KVH, nsplit), dim3(128), static_cast<const float*>(qf_),
-                                static_cast<const void*>(kcache(int(l))), static_cast<const void*>(vcache(int(l))),
-                                static_cast<const int*>(d_rowseq_), static_cast<const int*>(d_pos_),
-                                static_cast<const int*>(d_tables_), int(bt_stride_), nsplit, scale_log2, attn_, part_o_,
-                                part_ml_));
+      QW_RETURN_IF_ERROR(
+          run_kernel(k_attn_, dim3(rows, KVH, nsplit), dim3(128), static_cast<const float*>(qf_),
+                     static_cast<const void*>(kcache(int(l))),
+                     static_cast<const void*>(vcache(int(l))), static_cast<const int*>(d_rowseq_),
+                     static_cast<const int*>(d_pos_), static_cast<const int*>(d_tables_),
+                     int(bt_stride_), nsplit, scale_log2, attn_, part_o_, part_ml_));
       if (nsplit > 1) {
-        QW_RETURN_IF_ERROR(run_kernel(k_combine_, dim3(rows, QH), dim3(D), static_cast<const float*>(part_o_),
-                                  static_cast<const float*>(part_ml_), nsplit, attn_));
+        QW_RETURN_IF_ERROR(run_kernel(k_combine_, dim3(rows, QH), dim3(D),
+                                      static_cast<const float*>(part_o_),
+                                      static_cast<const float*>(part_ml_), nsplit, attn_));
       }
     }
     QW_RETURN_IF_ERROR(begin_row_parallel(rows));
     if (int4_) {
       QW_RETURN_IF_ERROR(int4_projection(Int4Proj::ORes, int(l), attn_, rows, x_));
     } else if (gemv) {
-      QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvORes][rows - 1], dim3((H + 7) / 8), dim3(128), w.o_w,
-                                static_cast<const void*>(attn_), x_, static_cast<void*>(nullptr), H));
+      QW_RETURN_IF_ERROR(run_gemv(kGemvORes, rows, w.o_w, attn_, x_, nullptr, H));
     } else if (tc) {
       QW_RETURN_IF_ERROR(tc_linear(kTcORes, w.o_w, attn_, rows, x_, nullptr, H));
     } else {
       QW_RETURN_IF_ERROR(gemm(attn_, w.o_w, x_, rows, H, QH * D, true));
     }
     QW_RETURN_IF_ERROR(end_row_parallel(rows));
-    QW_RETURN_IF_ERROR(run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_, nullf, w.post_norm, h_, rows, nulli));
+    QW_RETURN_IF_ERROR(
+        run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_, nullf, w.post_norm, h_, rows, nulli));
     if (int4_) {
       QW_RETURN_IF_ERROR(int4_projection(Int4Proj::GateUpSwiglu, int(l), h_, rows, nullptr));
       QW_RETURN_IF_ERROR(begin_row_parallel(rows));
       QW_RETURN_IF_ERROR(int4_projection(Int4Proj::DownRes, int(l), act_, rows, x_));
     } else if (gemv) {
-      QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvGateUp][rows - 1], dim3((I + 3) / 4), dim3(128), w.gu_w,
-                                static_cast<const void*>(h_), static_cast<float*>(nullptr), act_, I));
+      QW_RETURN_IF_ERROR(run_gemv(kGemvGateUp, rows, w.gu_w, h_, nullptr, act_, I));
       QW_RETURN_IF_ERROR(begin_row_parallel(rows));
-      QW_RETURN_IF_ERROR(run_kernel(k_gemv_[kGemvDownRes][rows - 1], dim3((H + 7) / 8), dim3(128), w.down_w,
-                                static_cast<const void*>(act_), x_, static_cast<void*>(nullptr), H));
+      QW_RETURN_IF_ERROR(run_gemv(kGemvDownRes, rows, w.down_w, act_, x_, nullptr, H));
     } else if (tc) {
       QW_RETURN_IF_ERROR(tc_linear(kTcGateUp, w.gu_w, h_, rows, nullptr, act_, I));
       QW_RETURN_IF_ERROR(begin_row_parallel(rows));
       QW_RETURN_IF_ERROR(tc_linear(kTcDownRes, w.down_w, act_, rows, x_, nullptr, H));
     } else {
       QW_RETURN_IF_ERROR(gemm(h_, w.gu_w, gu_, rows, 2 * I, H, false));
-      QW_RETURN_IF_ERROR(run_kernel(k_swiglu_, dim3(unsigned(std::min<int64_t>((int64_t(rows) * I + 255) / 256, 65535))),
-                                dim3(256), static_cast<const float*>(gu_), act_, rows));
+      QW_RETURN_IF_ERROR(run_kernel(
+          k_swiglu_, dim3(unsigned(std::min<int64_t>((int64_t(rows) * I + 255) / 256, 65535))),
+          dim3(256), static_cast<const float*>(gu_), act_, rows));
       QW_RETURN_IF_ERROR(begin_row_parallel(rows));
       QW_RETURN_IF_ERROR(gemm(act_, w.down_w, x_, rows, H, I, true));
     }
@@ -489,7 +537,8 @@ Status GpuExecutor::capture_graphs() {
   Status st = capture_graphs_once();
   if (st.ok() || !pdl_) return st;
   // A driver that cannot capture programmatic launches: capture without them.
-  std::fprintf(stderr, "qwrun: decode graphs with programmatic dependent launch failed (%s); without it\n",
+  std::fprintf(stderr,
+               "qwrun: decode graphs with programmatic dependent launch failed (%s); without it\n",
                st.message().c_str());
   (void)cudaGetLastError();
   for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g);
@@ -541,29 +590,34 @@ Status GpuExecutor::step(std::span<const StepInput> inputs, std::vector<float>& 
   return run_step(inputs, logits, false);
 }
 
-Status GpuExecutor::run_step(std::span<const StepInput> inputs, std::vector<float>& logits, bool allow_view) {
+Status GpuExecutor::run_step(std::span<const StepInput> inputs, std::vector<float>& logits,
+                             bool allow_view) {
   if (trace_.on) trace_.t_entry = std::chrono::steady_clock::now();
   logits.clear();
   QW_CUDA(cudaSetDevice(device_));
   std::unordered_set<SeqId> seen;
   int64_t need_blocks = 0;
   for (const StepInput& in : inputs) {
-    if (!seen.insert(in.seq).second) return Errorf("step: sequence %llu appears twice", (unsigned long long)in.seq);
-    if (in.tokens.empty()) return Errorf("step: sequence %llu has no tokens", (unsigned long long)in.seq);
+    if (!seen.insert(in.seq).second)
+      return Errorf("step: sequence %llu appears twice", (unsigned long long)in.seq);
+    if (in.tokens.empty())
+      return Errorf("step: sequence %llu has no tokens", (unsigned long long)in.seq);
     const int64_t len = kv_blocks_->length(in.seq);
     if (in.start_pos != len)
-      return Errorf("step: sequence %llu starts at %lld but %lld tokens are cached", (unsigned long long)in.seq,
-                    (long long)in.start_pos, (long long)len);
+      return Errorf("step: sequence %llu starts at %lld but %lld tokens are cached",
+                    (unsigned long long)in.seq, (long long)in.start_pos, (long long)len);
     const int64_t total = len + int64_t(in.tokens.size());
     if (total > max_context_)
-      return Errorf("step: sequence %llu would hold %lld tokens, past the maximum context of %lld (model limit %lld, KV pool %lld)",
-                    (unsigned long long)in.seq, (long long)total, (long long)max_context_,
-                    (long long)std::max<int64_t>(bt_stride_ * kKvBlockTokens, 0),
-                    (long long)((num_blocks_ - 1) * kKvBlockTokens));
+      return Errorf(
+          "step: sequence %llu would hold %lld tokens, past the maximum context of %lld (model "
+          "limit %lld, KV pool %lld)",
+          (unsigned long long)in.seq, (long long)total, (long long)max_context_,
+          (long long)std::max<int64_t>(bt_stride_ * kKvBlockTokens, 0),
+          (long long)((num_blocks_ - 1) * kKvBlockTokens));
     for (int32_t t : in.tokens)
       if (t < 0 || t >= cfg_.vocab_size)
-        return Errorf("step: sequence %llu: token id %d outside the vocabulary [0, %lld)", (unsigned long long)in.seq,
-                      t, (long long)cfg_.vocab_size);
+        return Errorf("step: sequence %llu: token id %d outside the vocabulary [0, %lld)",
+                      (unsigned long long)in.seq, t, (long long)cfg_.vocab_size);
     need_blocks += kv_blocks_->blocks_needed(in.seq, total);
   }
   if (need_blocks > kv_blocks_->blocks_available())
@@ -625,7 +679,8 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
       h_tok[rows] = in.tokens[size_t(pc.begin + j)];
       h_pos[rows] = int32_t(pos);
       h_rowseq[rows] = int32_t(p);
-      h_slots[rows] = (long long)table[size_t(pos / kKvBlockTokens)] * kKvBlockTokens + pos % kKvBlockTokens;
+      h_slots[rows] =
+          (long long)table[size_t(pos / kKvBlockTokens)] * kKvBlockTokens + pos % kKvBlockTokens;
       const bool last = pc.begin + j == n - 1;
       if (in.all_logits || (in.want_logits && last)) h_lrows[nlog++] = rows;
       ++rows;
@@ -642,7 +697,8 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
   const bool use_graph = bucket > 0;
   const bool flash = !all_decode && opts_.flash_attention;
   if (flash)  // longest key ranges first: the tail of the grid is the short tiles
-    std::sort(h_tiles, h_tiles + ntiles, [](const int4& a, const int4& b) { return a.z + a.y > b.z + b.y; });
+    std::sort(h_tiles, h_tiles + ntiles,
+              [](const int4& a, const int4& b) { return a.z + a.y > b.z + b.y; });
   if (use_graph) {
     for (int r = rows; r < bucket; ++r) {  // padded rows -> scratch block 0 via table row npieces
       h_tok[r] = 0;
@@ -660,7 +716,8 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
   QW_CUDA(cudaMemcpyAsync(meta_.get(), hm, meta_header_bytes_, cudaMemcpyHostToDevice, s));
   const int table_rows = npieces + (use_graph ? 1 : 0);
   QW_CUDA(cudaMemcpy2DAsync(d_tables_, size_t(bt_stride_) * 4, h_tables, size_t(bt_stride_) * 4,
-                            size_t(std::max(max_cols, 1)) * 4, size_t(table_rows), cudaMemcpyHostToDevice, s));
+                            size_t(std::max(max_cols, 1)) * 4, size_t(table_rows),
+                            cudaMemcpyHostToDevice, s));
   const size_t V = size_t(logit_columns()), Vr = size_t(vocab_rows_);
   if (use_graph) {
     QW_CUDA(cudaGraphLaunch(graphs_.at(bucket), s));
@@ -672,7 +729,8 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
       if (in.want_logits || in.all_logits) wanted.push_back(r);
     }
     if (!wanted.empty() && allow_view && !reduce_out_ && Vr == V && wanted.size() == size_t(rows)) {
-      QW_CUDA(cudaMemcpyAsync(logits_host_.get(), logits_, size_t(rows) * Vr * 4, cudaMemcpyDeviceToHost, s));
+      QW_CUDA(cudaMemcpyAsync(logits_host_.get(), logits_, size_t(rows) * Vr * 4,
+                              cudaMemcpyDeviceToHost, s));
       QW_CUDA(cudaStreamSynchronize(s));
       view_rows_ = size_t(rows);  // the rows stay where they are, in order
     } else {
@@ -686,7 +744,8 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
       QW_CUDA(cudaEventElapsedTime(&l, trace_.ev[1].get(), trace_.ev[2].get()));
       const auto now = std::chrono::steady_clock::now();
       trace_.steps++;
-      trace_.prep_us += std::chrono::duration<double, std::micro>(t_launch - trace_.t_entry).count();
+      trace_.prep_us +=
+          std::chrono::duration<double, std::micro>(t_launch - trace_.t_entry).count();
       trace_.graph_us += g * 1e3;
       trace_.logits_us += l * 1e3;
       trace_.wall_us += std::chrono::duration<double, std::micro>(now - trace_.t_entry).count();
@@ -705,7 +764,8 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
   }
   QW_CUDA(cudaGetLastError());
   for (const Piece& pc : pieces)
-    kv_blocks_->commit(inputs[pc.input].seq, inputs[pc.input].tokens.subspan(size_t(pc.begin), size_t(pc.len)));
+    kv_blocks_->commit(inputs[pc.input].seq,
+                       inputs[pc.input].tokens.subspan(size_t(pc.begin), size_t(pc.len)));
   return Status::Ok();
 }
 
@@ -722,7 +782,8 @@ Status GpuExecutor::emit_logits(std::span<const int> device_rows, std::vector<fl
     for (size_t j = 0; j < device_rows.size(); ++j) {
       const size_t g = reduce_next_ + j;
       if (g >= reduce_requests_.size())
-        return Errorf("step_reduced: more logits rows than the %zu requests", reduce_requests_.size());
+        return Errorf("step_reduced: more logits rows than the %zu requests",
+                      reduce_requests_.size());
       reduce_out_->candidates[g].complete = false;
       if (reduce_requests_[g].k > 0) {
         reduce_rows_.push_back(device_rows[j]);
@@ -730,7 +791,8 @@ Status GpuExecutor::emit_logits(std::span<const int> device_rows, std::vector<fl
         reduce_dst_.push_back(&reduce_out_->candidates[g]);
       }
     }
-    QW_RETURN_IF_ERROR(reducer_->reduce(s, logits_, int64_t(V), reduce_rows_, reduce_reqs_, reduce_dst_));
+    QW_RETURN_IF_ERROR(
+        reducer_->reduce(s, logits_, int64_t(V), reduce_rows_, reduce_reqs_, reduce_dst_));
     for (size_t j = 0; j < device_rows.size(); ++j) {
       const size_t g = reduce_next_ + j;
       if (reduce_out_->candidates[g].complete) {
@@ -746,14 +808,15 @@ Status GpuExecutor::emit_logits(std::span<const int> device_rows, std::vector<fl
   }
   if (whole.empty()) return Status::Ok();
   bool contiguous = true;
-  for (size_t j = 0; j < whole.size(); ++j) contiguous = contiguous && whole[j] == whole[0] + int(j);
+  for (size_t j = 0; j < whole.size(); ++j)
+    contiguous = contiguous && whole[j] == whole[0] + int(j);
   if (contiguous) {
-    QW_CUDA(cudaMemcpyAsync(logits_host_.get(), logits_ + size_t(whole[0]) * Vr, whole.size() * Vr * 4,
-                            cudaMemcpyDeviceToHost, s));
+    QW_CUDA(cudaMemcpyAsync(logits_host_.get(), logits_ + size_t(whole[0]) * Vr,
+                            whole.size() * Vr * 4, cudaMemcpyDeviceToHost, s));
   } else {
     for (size_t j = 0; j < whole.size(); ++j)
-      QW_CUDA(cudaMemcpyAsync(logits_host_.as<float>() + j * Vr, logits_ + size_t(whole[j]) * Vr, Vr * 4,
-                              cudaMemcpyDeviceToHost, s));
+      QW_CUDA(cudaMemcpyAsync(logits_host_.as<float>() + j * Vr, logits_ + size_t(whole[j]) * Vr,
+                              Vr * 4, cudaMemcpyDeviceToHost, s));
   }
   QW_CUDA(cudaStreamSynchronize(s));
   for (size_t j = 0; j < whole.size(); ++j) {
@@ -778,7 +841,8 @@ Status GpuExecutor::step_reduced(std::span<const StepInput> inputs,
   reduce_out_ = nullptr;
   QW_RETURN_IF_ERROR(st);
   if (reduce_next_ != requests.size())
-    return Errorf("step_reduced: %zu candidate requests for %zu logits rows", requests.size(), reduce_next_);
+    return Errorf("step_reduced: %zu candidate requests for %zu logits rows", requests.size(),
+                  reduce_next_);
   out.rows = whole_rows_;
   return Status::Ok();
 }
@@ -789,7 +853,9 @@ Expected<std::span<const float>> GpuExecutor::step_view(std::span<const StepInpu
   return std::span<const float>(logits_host_.as<float>(), view_rows_ * size_t(cfg_.vocab_size));
 }
 
-void GpuExecutor::release(SeqId seq) { kv_blocks_->release(seq); }
+void GpuExecutor::release(SeqId seq) {
+  kv_blocks_->release(seq);
+}
 
 int64_t GpuExecutor::attach_prefix(SeqId seq, std::span<const int32_t> tokens) {
   return kv_blocks_->attach_prefix(seq, tokens);
@@ -797,10 +863,13 @@ int64_t GpuExecutor::attach_prefix(SeqId seq, std::span<const int32_t> tokens) {
 
 bool GpuExecutor::can_append(SeqId seq, int64_t n) const {
   const int64_t len = kv_blocks_->length(seq) + n;
-  return len <= max_context_ && kv_blocks_->blocks_needed(seq, len) <= kv_blocks_->blocks_available();
+  return len <= max_context_ &&
+         kv_blocks_->blocks_needed(seq, len) <= kv_blocks_->blocks_available();
 }
 
-KvUsage GpuExecutor::kv_usage() const { return kv_blocks_->usage(); }
+KvUsage GpuExecutor::kv_usage() const {
+  return kv_blocks_->usage();
+}
 
 Expected<uint64_t> GpuExecutor::device_weights_checksum() {
   cudaStream_t s = stream_.get();
@@ -808,7 +877,8 @@ Expected<uint64_t> GpuExecutor::device_weights_checksum() {
   const int blocks = 1024;
   QW_ASSIGN_OR_RETURN(DeviceBuffer partial, DeviceBuffer::alloc(blocks * 8, "checksum partials"));
   QW_RETURN_IF_ERROR(launch(k_checksum_, dim3(blocks), dim3(1024), 0, s,
-                            static_cast<const uint64_t*>(weights_.arena.get()), nwords, partial.as<uint64_t>()));
+                            static_cast<const uint64_t*>(weights_.arena.get()), nwords,
+                            partial.as<uint64_t>()));
   std::vector<uint64_t> h(blocks);
   QW_CUDA(cudaMemcpyAsync(h.data(), partial.get(), blocks * 8, cudaMemcpyDeviceToHost, s));
   QW_CUDA(cudaStreamSynchronize(s));

@@ -5,8 +5,8 @@
 // tc_max_rows, cuBLAS above), and CUDA graphs for decode steps per batch bucket 1..64
 // (captured at start).
 #pragma once
-#include <chrono>
 #include <cuda_runtime.h>
+#include <chrono>
 
 #include <map>
 #include <memory>
@@ -30,16 +30,19 @@ namespace qw::gpu {
 
 struct GpuExecutorOptions {
   int device = 0;
-  double kv_cache_gb = 0;             // > 0: pool size; 0: kv_memory_fraction of free memory
-  double kv_memory_fraction = 0.90;   // of the memory free after weights and workspace
-  int64_t max_tokens_per_pass = 2048; // longer steps run as several passes (chunked prefill)
-  int64_t max_logit_rows = 256;       // lm_head rows per launch (all_logits over long chunks)
-  bool cuda_graphs = true;            // decode steps replay graphs captured per batch bucket
-  int max_graph_batch = 64;           // largest decode bucket captured (1, 2, 4, ..., 64)
+  double kv_cache_gb = 0;              // > 0: pool size; 0: kv_memory_fraction of free memory
+  double kv_memory_fraction = 0.90;    // of the memory free after weights and workspace
+  int64_t max_tokens_per_pass = 2048;  // longer steps run as several passes (chunked prefill)
+  int64_t max_logit_rows = 256;        // lm_head rows per launch (all_logits over long chunks)
+  bool cuda_graphs = true;             // decode steps replay graphs captured per batch bucket
+  int max_graph_batch = 64;            // largest decode bucket captured (1, 2, 4, ..., 64)
   // Decode rows up to this use the own GEMVs, more cuBLAS (0..8). Measured on the H100 (7b,
   // graph replay): own 5.40/5.69/5.90 ms at 1/2/4 rows vs cuBLAS 6.14/6.17/6.21; at 8 rows
   // cuBLAS 6.26 vs own 7.42 (docs/performance.md).
   int gemv_max_rows = 4;
+  // Warps per row pair in the decode GEMVs: 0 plans it from the shape (gemv_plan.h), 1/2/4 force
+  // it.
+  int gemv_warps_per_pair = 0;
   // Decode rows above gemv_max_rows and up to this use the tensor-core decode GEMMs
   // (gemv_tc.cuh), more cuBLAS (0..32). Measured on the H100 (7b, graph replay ms):
   // b8 6.03 vs cuBLAS 6.29; b16 6.49 vs 6.33; b32 8.69 vs 6.35 (docs/performance.md,
@@ -48,8 +51,8 @@ struct GpuExecutorOptions {
   // Programmatic dependent launch on the GEMV path (sm_90). Off: measured slower (b1 5.54
   // vs 5.40 ms, b2 6.25 vs 5.69 ms); QW_PDL=1 turns it on for measurements.
   bool pdl = false;
-  bool flash_attention = true;        // tensor-core attention for passes with prompt chunks
-  bool prefix_caching = true;         // reuse the KV of full blocks of earlier prompts
+  bool flash_attention = true;  // tensor-core attention for passes with prompt chunks
+  bool prefix_caching = true;   // reuse the KV of full blocks of earlier prompts
   // step_reduced(): penalties, temperature and top-k on the GPU, candidates to the host
   // (the tokens are the same either way; off: whole rows, for comparisons).
   bool device_sampling = true;
@@ -150,6 +153,9 @@ class GpuExecutor final : public ModelExecutor {
   enum TcMatrix { kTcQkv = 0, kTcORes, kTcGateUp, kTcDownRes, kTcLmHead, kTcMatrices };
   // y (or yh for the SwiGLU matrix) for `rows` <= QW_TC_MAX_ROWS activation rows of x.
   Status tc_linear(TcMatrix m, const void* w, const void* x, int rows, float* y, void* yh, int n);
+  // A decode GEMV (kernels_templates/gemv.cuh) of kind 0..3 (hidden, o_res, gate_up_swiglu,
+  // down_res) over n outputs, warps per row pair planned from the shape (gemv_plan.h).
+  Status run_gemv(int kind, int rows, const void* w, const void* x, float* y, void* yh, int n);
   // One projection of layer `l` of an INT4 artifact: the INT4 GEMM kernels up to
   // Int4Linear::kMaxDirectRows rows, dequantization + cuBLAS above (GateUpSwiglu leaves
   // silu(gate) * up in act_ either way).
@@ -161,7 +167,9 @@ class GpuExecutor final : public ModelExecutor {
   Status end_row_parallel(int rows);
   Status capture_graphs();
   Status capture_graphs_once();
-  int64_t blocks_for(int64_t tokens) const { return (tokens + kKvBlockTokens - 1) / kKvBlockTokens; }
+  int64_t blocks_for(int64_t tokens) const {
+    return (tokens + kKvBlockTokens - 1) / kKvBlockTokens;
+  }
   void* kcache(int layer) const;
   void* vcache(int layer) const;
   int attention_splits(int rows) const;
@@ -185,6 +193,7 @@ class GpuExecutor final : public ModelExecutor {
   DType dtype_ = DType::F16;
   std::string device_name_;
   int device_ = 0;
+  int sms_ = 1;  // streaming multiprocessors (GEMV launch planning)
   GpuStartupTimings timings_;
 
   DeviceWeights weights_;
@@ -196,16 +205,16 @@ class GpuExecutor final : public ModelExecutor {
   int64_t qkv_cols_ = 0, vocab_rows_ = 0;
   float mscale_ = 1.f;
 
-  cudaKernel_t k_embed_{}, k_rmsnorm_{}, k_rope_{}, k_attn_{}, k_combine_{}, k_swiglu_{}, k_checksum_{},
-      k_flash_{};
+  cudaKernel_t k_embed_{}, k_rmsnorm_{}, k_rope_{}, k_attn_{}, k_combine_{}, k_swiglu_{},
+      k_checksum_{}, k_flash_{};
   bool pdl_ = false;
   bool pdl_now_ = false;  // this forward: pdl_ on the GEMV path (no cuBLAS kernels between ours)
   DeviceBuffer cublas_ws_;
-  cudaKernel_t k_gemv_[4][8]{};  // hidden, o_res, gate_up_swiglu, down_res; batch 1..8
+  cudaKernel_t k_gemv_[4][8]{};          // hidden, o_res, gate_up_swiglu, down_res; batch 1..8
   cudaKernel_t k_tc_[kTcMatrices][3]{};  // per TcMatrix; 1, 2, 4 n-tiles of 8 rows
   int tc_split_[kTcMatrices]{};          // warps per tile, as the kernels were compiled
-  std::optional<Int4Linear> int4_;  // INT4 artifacts
-  DeviceBuffer int4_dense_;         // fp16 scratch: one dequantized matrix (long passes)
+  std::optional<Int4Linear> int4_;       // INT4 artifacts
+  DeviceBuffer int4_dense_;              // fp16 scratch: one dequantized matrix (long passes)
 
   // Workspace (sized for max_tokens_per_pass rows).
   int64_t rows_max_ = 0, split_rows_max_ = 64, splits_max_ = 32;
@@ -228,7 +237,7 @@ class GpuExecutor final : public ModelExecutor {
   // for padded graph rows, never given to a sequence.
   DeviceBuffer kv_;
   int64_t num_blocks_ = 0;
-  size_t block_elems_ = 0;  // per layer per k/v per block
+  size_t block_elems_ = 0;                     // per layer per k/v per block
   std::unique_ptr<KvBlockManager> kv_blocks_;  // block ids 1 .. num_blocks_-1
   int64_t max_context_ = 0;
 

@@ -5,16 +5,17 @@
 //   qwgpu logits ART TOKENS.i32 OUT.f32 [--chunk N] [--last N] [--kv-gb G]
 //                                                        teacher-forced logits of every position
 //                                                        (or of the last N only: long prompts)
-//   qwgpu greedy ART TOKENS.i32 N                        greedy continuation (JSON: tokens, margins)
-//   qwgpu batch-check ART [--seqs 8] [--steps 24]        batched decode == each sequence alone
-//   qwgpu prefix-check ART [--prefix 300] [--steps 16]  prompts sharing a prefix: reusing the
+//   qwgpu greedy ART TOKENS.i32 N                        greedy continuation (JSON: tokens,
+//   margins) qwgpu batch-check ART [--seqs 8] [--steps 24]        batched decode == each sequence
+//   alone qwgpu prefix-check ART [--prefix 300] [--steps 16]  prompts sharing a prefix: reusing the
 //                                                        cached prefix == recomputing it
 //   qwgpu cpu-check ART [--seqs 40]                      GPU logits == the CPU executor's (the
 //                                                        oracle), teacher-forced: one prefill
 //                                                        of every prompt, then decode steps of
 //                                                        1..seqs rows (every GEMM path: own
 //                                                        GEMVs, INT4 kernels, cuBLAS)
-//   qwgpu sweep ART [-o OUT.json]                         A/B: CUDA-core GEMV vs tensor-core GEMV vs cuBLAS
+//   qwgpu sweep ART [-o OUT.json]                         A/B: CUDA-core GEMV vs tensor-core GEMV
+//   vs cuBLAS
 //                                                        paged prefill attention (graph replay
 //                                                        ms per decode bucket, TTFT 128/2048)
 //   (TTFT / tokens/s: `qwrun bench ART`)
@@ -69,8 +70,8 @@ std::string opt(std::vector<std::string>& a, const std::string& name, const std:
 }
 
 // A TP=1 artifact on GPU 0, or a TP=N one over GPUs 0..N-1.
-Expected<std::unique_ptr<ModelExecutor>> open_exec(const std::string& path, double kv_gb, bool graphs,
-                                                   bool prefix_caching = true) {
+Expected<std::unique_ptr<ModelExecutor>> open_exec(const std::string& path, double kv_gb,
+                                                   bool graphs, bool prefix_caching = true) {
   auto a = Artifact::open(path);
   if (!a.ok()) return a.status();
   GpuExecutorOptions o;
@@ -160,12 +161,13 @@ int cmd_logits(std::vector<std::string> a) {
     Status st = (*e)->step(std::span<const StepInput>(&in, 1), lg);
     if (!st.ok()) return fail(st);
     if (last > 0)
-      std::printf("chunk at %lld (+%zu tokens): %.1f ms\n", (long long)in.start_pos, in.tokens.size(),
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3);
+      std::printf(
+          "chunk at %lld (+%zu tokens): %.1f ms\n", (long long)in.start_pos, in.tokens.size(),
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3);
     out.write(reinterpret_cast<const char*>(lg.data()), std::streamsize(lg.size() * 4));
   }
-  std::printf("logits: %zu positions x %lld written to %s\n", toks.size(), (long long)(*e)->config().vocab_size,
-              a[2].c_str());
+  std::printf("logits: %zu positions x %lld written to %s\n", toks.size(),
+              (long long)(*e)->config().vocab_size, a[2].c_str());
   return 0;
 }
 
@@ -203,8 +205,9 @@ int cmd_greedy(std::vector<std::string> a) {
 // Decodes `steps` greedy tokens for each prompt, either all sequences batched in one step
 // call or one sequence at a time.
 // margins (optional): per sequence and step, the top-1 minus top-2 logit of that step.
-Status decode_greedy(ModelExecutor& e, const std::vector<std::vector<int32_t>>& prompts, int steps, bool batched,
-                     std::vector<std::vector<int32_t>>* outs, std::vector<std::vector<float>>* margins = nullptr) {
+Status decode_greedy(ModelExecutor& e, const std::vector<std::vector<int32_t>>& prompts, int steps,
+                     bool batched, std::vector<std::vector<int32_t>>* outs,
+                     std::vector<std::vector<float>>* margins = nullptr) {
   const int64_t V = e.config().vocab_size;
   outs->assign(prompts.size(), {});
   if (margins) margins->assign(prompts.size(), {});
@@ -254,7 +257,8 @@ int cmd_batch_check(std::vector<std::string> a) {
   std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(nseq));
   for (int i = 0; i < nseq; ++i) {
     prompts[size_t(i)].resize(size_t(3 + (rng() % 200)));
-    for (auto& t : prompts[size_t(i)]) t = int32_t(rng() % uint64_t(std::min<int64_t>((*e)->config().vocab_size, 150000)));
+    for (auto& t : prompts[size_t(i)])
+      t = int32_t(rng() % uint64_t(std::min<int64_t>((*e)->config().vocab_size, 150000)));
   }
   std::vector<std::vector<int32_t>> alone, batched;
   std::vector<std::vector<float>> margins;
@@ -282,8 +286,9 @@ int cmd_batch_check(std::vector<std::string> a) {
                 d < a1.size() ? a1[d] : -1, d < b1.size() ? b1[d] : -1, double(m));
     near_tie += m < kTieMargin;
   }
-  std::printf("batch-check: %d/%d sequences identical, %d diverged at a near-tie (margin < %g) (lengths", same,
-              nseq, near_tie, double(kTieMargin));
+  std::printf(
+      "batch-check: %d/%d sequences identical, %d diverged at a near-tie (margin < %g) (lengths",
+      same, nseq, near_tie, double(kTieMargin));
   for (auto& p : prompts) std::printf(" %zu", p.size());
   std::printf(", %d steps)\n", steps);
   return same + near_tie == nseq ? 0 : 2;
@@ -306,8 +311,8 @@ int cmd_prefix_check(std::vector<std::string> a) {
     p.resize(shared.size() + 5 + rng() % 40);
     for (size_t i = shared.size(); i < p.size(); ++i) p[i] = int32_t(rng() % 150000);
   }
-  auto run_all = [&](bool caching, std::vector<std::vector<int32_t>>* outs, std::vector<float>* first_logits,
-                     int64_t* reused_total) -> Status {
+  auto run_all = [&](bool caching, std::vector<std::vector<int32_t>>* outs,
+                     std::vector<float>* first_logits, int64_t* reused_total) -> Status {
     QW_ASSIGN_OR_RETURN(auto e, open_exec(a[0], 2, true, caching));
     const int64_t V = e->config().vocab_size;
     outs->assign(prompts.size(), {});
@@ -351,10 +356,12 @@ int cmd_prefix_check(std::vector<std::string> a) {
   int same = 0;
   for (size_t i = 0; i < prompts.size(); ++i) same += on[i] == off[i];
   const int64_t expect = int64_t(prompts.size() - 1) * (prefix / 32) * 32;
-  std::printf("prefix-check: reused %lld prompt tokens (expected >= %lld), greedy %d/%d identical, "
-              "max |dlogit| %.3g (max |logit| %.3g)\n",
-              (long long)reused_on, (long long)expect, same, nprompts, worst, scale);
-  return reused_on >= expect && reused_off == 0 && same == nprompts && worst <= 2e-2 * scale ? 0 : 2;
+  std::printf(
+      "prefix-check: reused %lld prompt tokens (expected >= %lld), greedy %d/%d identical, "
+      "max |dlogit| %.3g (max |logit| %.3g)\n",
+      (long long)reused_on, (long long)expect, same, nprompts, worst, scale);
+  return reused_on >= expect && reused_off == 0 && same == nprompts && worst <= 2e-2 * scale ? 0
+                                                                                             : 2;
 }
 
 // The same teacher-forced steps on the GPU and on the CPU executor: a prefill of every prompt
@@ -425,9 +432,10 @@ int cmd_cpu_check(std::vector<std::string> a) {
     if (!st.ok()) return fail(st);
     compare(lg, lc, size_t(b));
   }
-  std::printf("cpu-check: %d rows (prefill of %d prompts, decode batches up to %d), argmax agree %d/%d, "
-              "max |dlogit| %.3g (max |logit| %.3g) on %s\n",
-              rows, nseq, nseq, agree, rows, worst, scale, (*gpu)->device_name().c_str());
+  std::printf(
+      "cpu-check: %d rows (prefill of %d prompts, decode batches up to %d), argmax agree %d/%d, "
+      "max |dlogit| %.3g (max |logit| %.3g) on %s\n",
+      rows, nseq, nseq, agree, rows, worst, scale, (*gpu)->device_name().c_str());
   return agree == rows && worst <= 2e-2 * scale ? 0 : 2;
 }
 
@@ -444,8 +452,12 @@ int cmd_sweep(std::vector<std::string> a) {
     int gemv;
     int tc;
     bool flash;
+    int ks = 0;  // GEMV warps per row pair (0: planned)
   };
   const Cfg cfgs[] = {{"gemv<=4, tensor cores <=32", false, 4, 32, true},
+                      {"  same, GEMV ks 1", false, 4, 32, true, 1},
+                      {"  same, GEMV ks 2", false, 4, 32, true, 2},
+                      {"  same, GEMV ks 4", false, 4, 32, true, 4},
                       {"gemv<=1, tensor cores <=32", false, 1, 32, true},
                       {"tensor cores <=32", false, 0, 32, true},
                       {"gemv<=4, cuBLAS above", false, 4, 0, true},
@@ -459,6 +471,8 @@ int cmd_sweep(std::vector<std::string> a) {
     o.gemv_max_rows = c.gemv;
     o.tc_max_rows = c.tc;
     o.flash_attention = c.flash;
+    o.gemv_warps_per_pair = c.ks;
+    setenv("QW_GEMV_KS", std::to_string(c.ks).c_str(), 1);
     setenv("QW_PDL", c.pdl ? "1" : "0", 1);
     setenv("QW_GEMV_MAX_ROWS", std::to_string(c.gemv).c_str(), 1);
     setenv("QW_TC_MAX_ROWS", std::to_string(c.tc).c_str(), 1);
@@ -483,20 +497,24 @@ int cmd_sweep(std::vector<std::string> a) {
         const auto t0 = std::chrono::steady_clock::now();
         Status st = (*e)->step(std::span<const StepInput>(&in, 1), lg);
         if (!st.ok()) return fail(st);
-        if (rep > 0) ts.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3);
+        if (rep > 0)
+          ts.push_back(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3);
         (*e)->release(5);
       }
       std::sort(ts.begin(), ts.end());
       r["ttft_ms"][std::to_string(n)] = ts[ts.size() / 2];
     }
     std::printf("%-28s", c.name);
-    for (int b : (*e)->graph_buckets()) std::printf(" b%d %.3f", b, r["graph_replay_ms"][std::to_string(b)].get<double>());
+    for (int b : (*e)->graph_buckets())
+      std::printf(" b%d %.3f", b, r["graph_replay_ms"][std::to_string(b)].get<double>());
     std::printf(" ms  ttft128 %.2f ms  ttft2048 %.2f ms\n", r["ttft_ms"]["128"].get<double>(),
                 r["ttft_ms"]["2048"].get<double>());
     std::fflush(stdout);
     res.push_back(r);
   }
   unsetenv("QW_PDL");
+  unsetenv("QW_GEMV_KS");
   unsetenv("QW_GEMV_MAX_ROWS");
   unsetenv("QW_TC_MAX_ROWS");
   unsetenv("QW_ATTN");
@@ -508,7 +526,9 @@ int cmd_sweep(std::vector<std::string> a) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: qwgpu startup|logits|greedy|batch-check|prefix-check|cpu-check|sweep ARTIFACT ...\n");
+    std::fprintf(stderr,
+                 "usage: qwgpu startup|logits|greedy|batch-check|prefix-check|cpu-check|sweep "
+                 "ARTIFACT ...\n");
     return 2;
   }
   const std::string cmd = argv[1];

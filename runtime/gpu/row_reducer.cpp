@@ -8,6 +8,8 @@ namespace {
 // Mirrors of kernels_templates/sampling.cuh's structs.
 constexpr int kMaxCandidatesDevice = 64;  // QW_MAX_CANDIDATES
 constexpr int kThreads = 1024;            // QW_REDUCE_THREADS
+constexpr int kGreedySlice = 4096;        // QW_GREEDY_SLICE
+constexpr int kGreedyThreads = 256;       // QW_GREEDY_THREADS
 static_assert(kMaxCandidatesDevice == kMaxCandidates, "sampling.cuh and candidates.h disagree");
 struct ReduceRow {
   int logit_row, k;
@@ -20,6 +22,20 @@ struct ReduceOut {
   int ids[kMaxCandidatesDevice];
   float values[kMaxCandidatesDevice];
 };
+struct GreedyPartial {
+  uint32_t key;
+  int count;
+  float mx;
+  int pad;
+  double sum;
+  int ids[kMaxCandidatesDevice];
+  float values[kMaxCandidatesDevice];
+};
+static_assert(sizeof(GreedyPartial) == 24 + 8 * kMaxCandidatesDevice,
+              "GreedyPartial must match QwGreedyPartial");
+int64_t greedy_slices(int64_t columns) {
+  return (columns + kGreedySlice - 1) / kGreedySlice;
+}
 static_assert(sizeof(LogitPenalty) == 12 && offsetof(LogitPenalty, delta) == 8,
               "LogitPenalty must match QwLogitPenalty");
 static_assert(sizeof(ReduceRow) == 24 && sizeof(ReduceOut) == 16 + 8 * kMaxCandidatesDevice,
@@ -41,6 +57,17 @@ Expected<DeviceRowReducer> DeviceRowReducer::create(const KernelModule& module, 
   QW_ASSIGN_OR_RETURN(r.rows_host_, PinnedBuffer::alloc(size_t(max_rows) * sizeof(ReduceRow)));
   QW_ASSIGN_OR_RETURN(r.out_host_, PinnedBuffer::alloc(size_t(max_rows) * sizeof(ReduceOut)));
   QW_RETURN_IF_ERROR(r.reserve_penalties(4096));
+  if (auto g = module.get("reduce_rows_greedy"); g.ok()) {
+    r.greedy_kernel_ = *g;
+    QW_ASSIGN_OR_RETURN(
+        r.greedy_parts_,
+        DeviceBuffer::alloc(size_t(max_rows * greedy_slices(stride)) * sizeof(GreedyPartial),
+                            "greedy sampling partials"));
+    QW_ASSIGN_OR_RETURN(r.greedy_counters_,
+                        DeviceBuffer::alloc(size_t(max_rows) * 4, "greedy sampling counters"));
+    QW_CUDA(cudaMemset(r.greedy_counters_.get(), 0,
+                       size_t(max_rows) * 4));  // each launch leaves them zero
+  }
   return r;
 }
 
@@ -64,7 +91,11 @@ Status DeviceRowReducer::reduce(cudaStream_t s, const float* logits, int64_t col
     return Errorf("DeviceRowReducer: %zu rows (at most %lld), %zu requests, %lld columns", n,
                   (long long)max_rows_, requests.size(), (long long)columns);
   size_t npen = 0;
-  for (const auto& r : requests) npen += r.penalties.size();
+  bool greedy = greedy_kernel_ != nullptr;
+  for (const auto& r : requests) {
+    npen += r.penalties.size();
+    greedy = greedy && r.k == 1 && r.penalties.empty();
+  }
   QW_RETURN_IF_ERROR(reserve_penalties(npen));
   auto* rows = rows_host_.as<ReduceRow>();
   auto* pens = pen_host_.as<LogitPenalty>();
@@ -83,10 +114,18 @@ Status DeviceRowReducer::reduce(cudaStream_t s, const float* logits, int64_t col
   if (npen)
     QW_CUDA(cudaMemcpyAsync(pen_dev_.get(), pens, npen * sizeof(LogitPenalty),
                             cudaMemcpyHostToDevice, s));
-  QW_RETURN_IF_ERROR(launch(kernel_, dim3(unsigned(n)), dim3(kThreads), 0, s, logits,
-                            static_cast<long long>(stride_), static_cast<int>(columns),
-                            rows_dev_.as<const ReduceRow>(), pen_dev_.as<const LogitPenalty>(),
-                            scratch_.as<float>(), out_dev_.as<ReduceOut>()));
+  if (greedy) {
+    QW_RETURN_IF_ERROR(launch(greedy_kernel_, dim3(unsigned(greedy_slices(columns)), unsigned(n)),
+                              dim3(kGreedyThreads), 0, s, logits, static_cast<long long>(stride_),
+                              static_cast<int>(columns), rows_dev_.as<const ReduceRow>(),
+                              greedy_parts_.as<GreedyPartial>(), greedy_counters_.as<int>(),
+                              out_dev_.as<ReduceOut>()));
+  } else {
+    QW_RETURN_IF_ERROR(launch(kernel_, dim3(unsigned(n)), dim3(kThreads), 0, s, logits,
+                              static_cast<long long>(stride_), static_cast<int>(columns),
+                              rows_dev_.as<const ReduceRow>(), pen_dev_.as<const LogitPenalty>(),
+                              scratch_.as<float>(), out_dev_.as<ReduceOut>()));
+  }
   QW_CUDA(cudaMemcpyAsync(out_host_.get(), out_dev_.get(), n * sizeof(ReduceOut),
                           cudaMemcpyDeviceToHost, s));
   QW_CUDA(cudaStreamSynchronize(s));

@@ -16,8 +16,9 @@
 #include "core/half.h"
 #include "cpu/rope.h"
 #include "gpu/cuda_util.h"
-#include "gpu/kernel_module.h"
+#include "gpu/gemv_plan.h"
 #include "gpu/gpu_test_support.h"
+#include "gpu/kernel_module.h"
 #include "kernels_templates/gemv_tc_plan.cuh"
 
 using namespace qw;
@@ -29,7 +30,9 @@ using qw::testing::download;
 using qw::testing::have_gpu;
 using qw::testing::poisoned;
 using qw::testing::upload;
-uint64_t seed() { return qw::testing::gpu_test_seed(); }
+uint64_t seed() {
+  return qw::testing::gpu_test_seed();
+}
 
 struct Model {
   ModelConfig cfg;
@@ -76,17 +79,23 @@ KernelModule& module_for(DType dt, bool inter_k_tail = false) {
     auto mod = KernelModule::compile_for_device(m.cfg, m.plan, dt, 0);
     REQUIRE_MESSAGE(mod.ok(), mod.status().message());
     std::printf("module (%s): %s %s in %.2f s\n", std::string(dtype_name(dt)).c_str(),
-                kernel_source_name(mod->info().source), mod->info().arch.c_str(), mod->info().seconds);
+                kernel_source_name(mod->info().source), mod->info().arch.c_str(),
+                mod->info().seconds);
     p = std::make_unique<KernelModule>(std::move(*mod));
   }
   return *p;
 }
 
-uint16_t to16(DType dt, float f) { return dt == DType::BF16 ? f32_to_bf16(f) : f32_to_f16(f); }
-float from16(DType dt, uint16_t h) { return dt == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h); }
+uint16_t to16(DType dt, float f) {
+  return dt == DType::BF16 ? f32_to_bf16(f) : f32_to_f16(f);
+}
+float from16(DType dt, uint16_t h) {
+  return dt == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+}
 
 // Random 16-bit values (their float value is returned in `exact`).
-std::vector<uint16_t> rand16(DType dt, size_t n, std::mt19937_64& rng, float scale, std::vector<float>* exact) {
+std::vector<uint16_t> rand16(DType dt, size_t n, std::mt19937_64& rng, float scale,
+                             std::vector<float>* exact) {
   std::normal_distribution<float> d(0.f, scale);
   std::vector<uint16_t> v(n);
   if (exact) exact->resize(n);
@@ -103,7 +112,6 @@ std::vector<float> randf(size_t n, std::mt19937_64& rng, float scale) {
   return v;
 }
 
-
 // ||a - ref|| / ||ref||; NaN anywhere fails.
 double rel_err(const std::vector<double>& ref, const std::vector<double>& got) {
   REQUIRE(ref.size() == got.size());
@@ -119,13 +127,15 @@ double rel_err(const std::vector<double>& ref, const std::vector<double>& got) {
 // The float64 reference of a decode GEMM (mode 0: W x, 1: y0 + W x, 2: SwiGLU of rows n and
 // n + N) for the first B rows, next to what the kernel wrote (y fp32, or yh 16-bit for mode 2).
 void gemv_reference(DType dt, int mode, int K, int N, int B, const std::vector<float>& wf,
-                    const std::vector<float>& xf, const std::vector<float>& y0, const std::vector<float>& y,
-                    const std::vector<uint16_t>& yh, std::vector<double>& ref, std::vector<double>& got) {
+                    const std::vector<float>& xf, const std::vector<float>& y0,
+                    const std::vector<float>& y, const std::vector<uint16_t>& yh,
+                    std::vector<double>& ref, std::vector<double>& got) {
   for (int b = 0; b < B; ++b)
     for (int n = 0; n < N; ++n) {
       auto dot = [&](int row) {
         double s = 0;
-        for (int kk = 0; kk < K; ++kk) s += double(wf[size_t(row) * K + kk]) * xf[size_t(b) * K + kk];
+        for (int kk = 0; kk < K; ++kk)
+          s += double(wf[size_t(row) * K + kk]) * xf[size_t(b) * K + kk];
         return s;
       };
       if (mode == 2) {
@@ -139,15 +149,19 @@ void gemv_reference(DType dt, int mode, int K, int N, int B, const std::vector<f
     }
 }
 
-void check_launch(const Status& s) { REQUIRE_MESSAGE(s.ok(), s.message()); }
+void check_launch(const Status& s) {
+  REQUIRE_MESSAGE(s.ok(), s.message());
+}
 
 const DType kDtypes[] = {DType::F16, DType::BF16};
 
 }  // namespace
 
 TEST_CASE("kernel image selection") {
-  std::vector<KernelImageInfo> im = {{"m", "sm_80", "cubin", "", 0, 0}, {"m", "sm_86", "cubin", "", 0, 0},
-                                     {"m", "sm_90a", "cubin", "", 0, 0}, {"m", "compute_80", "ptx", "", 0, 0}};
+  std::vector<KernelImageInfo> im = {{"m", "sm_80", "cubin", "", 0, 0},
+                                     {"m", "sm_86", "cubin", "", 0, 0},
+                                     {"m", "sm_90a", "cubin", "", 0, 0},
+                                     {"m", "compute_80", "ptx", "", 0, 0}};
   CHECK(select_kernel_image(im, 90) == 2);
   CHECK(select_kernel_image(im, 86) == 1);
   CHECK(select_kernel_image(im, 89) == 1);  // sm_86 cubin runs on 8.9
@@ -169,13 +183,14 @@ TEST_CASE("rmsnorm (+ fused residual add, row selection) and embedding gather") 
     std::vector<float> wf;
     auto w = rand16(dt, size_t(H), rng, 1.0f, &wf);
     auto x = randf(size_t(rows) * H, rng, 2.0f), add = randf(size_t(rows) * H, rng, 1.0f);
-    DeviceBuffer dw = upload(w), dx = upload(x), dadd = upload(add), dout = poisoned(size_t(rows) * H * 2);
+    DeviceBuffer dw = upload(w), dx = upload(x), dadd = upload(add),
+                 dout = poisoned(size_t(rows) * H * 2);
     auto k = mod.get("rmsnorm");
     REQUIRE(k.ok());
     const int* noidx = nullptr;
     // With the residual add.
-    check_launch(launch(*k, dim3(rows), dim3(256), 0, nullptr, dx.as<float>(), dadd.as<const float>(),
-                        dw.as<const void>(), dout.get(), rows, noidx));
+    check_launch(launch(*k, dim3(rows), dim3(256), 0, nullptr, dx.as<float>(),
+                        dadd.as<const float>(), dw.as<const void>(), dout.get(), rows, noidx));
     auto xo = download<float>(dx, x.size());
     auto o = download<uint16_t>(dout, x.size());
     std::vector<double> ref, got, xref, xgot;
@@ -199,8 +214,9 @@ TEST_CASE("rmsnorm (+ fused residual add, row selection) and embedding gather") 
     // Row selection, no add: rows {4, 0, 6} of the updated x.
     std::vector<int> idx = {4, 0, 6};
     DeviceBuffer didx = upload(idx), dout2 = poisoned(3 * size_t(H) * 2);
-    check_launch(launch(*k, dim3(3), dim3(256), 0, nullptr, dx.as<float>(), static_cast<const float*>(nullptr),
-                        dw.as<const void>(), dout2.get(), 3, didx.as<const int>()));
+    check_launch(launch(*k, dim3(3), dim3(256), 0, nullptr, dx.as<float>(),
+                        static_cast<const float*>(nullptr), dw.as<const void>(), dout2.get(), 3,
+                        didx.as<const int>()));
     auto o2 = download<uint16_t>(dout2, 3 * size_t(H));
     for (int i = 0; i < 3; ++i)
       for (int c = 0; c < H; ++c) CHECK(o2[size_t(i) * H + c] == o[size_t(idx[size_t(i)]) * H + c]);
@@ -213,12 +229,14 @@ TEST_CASE("rmsnorm (+ fused residual add, row selection) and embedding gather") 
     DeviceBuffer dt_ = upload(table), dtok = upload(toks), demb = poisoned(toks.size() * H * 4);
     auto ke = mod.get("embedding_gather");
     REQUIRE(ke.ok());
-    check_launch(launch(*ke, dim3(unsigned(toks.size())), dim3(128), 0, nullptr, dtok.as<const int>(),
-                        dt_.as<const void>(), demb.as<float>(), int(toks.size())));
+    check_launch(launch(*ke, dim3(unsigned(toks.size())), dim3(128), 0, nullptr,
+                        dtok.as<const int>(), dt_.as<const void>(), demb.as<float>(),
+                        int(toks.size())));
     auto emb = download<float>(demb, toks.size() * H);
     size_t bad = 0;
     for (size_t t = 0; t < toks.size(); ++t)
-      for (int c = 0; c < H; ++c) bad += emb[t * H + c] != from16(dt, table[size_t(toks[t]) * H + c]);
+      for (int c = 0; c < H; ++c)
+        bad += emb[t * H + c] != from16(dt, table[size_t(toks[t]) * H + c]);
     CHECK(bad == 0);
   }
 }
@@ -235,7 +253,8 @@ TEST_CASE("decode GEMV kernels (plain, residual, fused SwiGLU) for 1..8 rows") {
       const char* name;
       int K, N, mode;
     };
-    const Case cases[] = {{"gemv_hidden", H, 1003, 0}, {"gemv_down_res", I, H, 1}, {"gemv_gate_up_swiglu", H, I, 2}};
+    const Case cases[] = {
+        {"gemv_hidden", H, 1003, 0}, {"gemv_down_res", I, H, 1}, {"gemv_gate_up_swiglu", H, I, 2}};
     for (const Case& c : cases)
       for (int B : {1, 3, 8}) {
         CAPTURE(c.name);
@@ -250,14 +269,22 @@ TEST_CASE("decode GEMV kernels (plain, residual, fused SwiGLU) for 1..8 rows") {
         DeviceBuffer dyh = poisoned(size_t(B) * c.N * 2);
         auto k = mod.get(std::string(c.name) + "_b" + std::to_string(B));
         REQUIRE(k.ok());
-        const unsigned grid = c.mode == 2 ? unsigned((c.N + 3) / 4) : unsigned((c.N + 7) / 8);
-        check_launch(launch(*k, dim3(grid), dim3(128), 0, nullptr, dw.as<const void>(), dx.as<const void>(),
-                            dy.as<float>(), dyh.get(), c.N));
-        std::vector<double> ref, got;
-        auto yo = download<float>(dy, size_t(B) * c.N);
-        auto yh = download<uint16_t>(dyh, size_t(B) * c.N);
-        gemv_reference(dt, c.mode, c.K, c.N, B, wf, xf, y0, yo, yh, ref, got);
-        CHECK(rel_err(ref, got) < (c.mode == 2 ? 5e-3 : 1e-5));
+        const int64_t pairs = c.mode == 2 ? c.N : (c.N + 1) / 2;
+        for (int ks : {1, 2, 4}) {  // warps sharing a row pair
+          CAPTURE(ks);
+          if (ks > 1) {  // fresh outputs: MODE 1 accumulates, the others must be fully written
+            dy = c.mode == 1 ? upload(y0) : poisoned(size_t(B) * c.N * 4);
+            dyh = poisoned(size_t(B) * c.N * 2);
+          }
+          check_launch(launch(*k, dim3(unsigned(gpu::gemv_blocks(pairs, ks))), dim3(128), 0,
+                              nullptr, dw.as<const void>(), dx.as<const void>(), dy.as<float>(),
+                              dyh.get(), c.N, ks));
+          std::vector<double> ref, got;
+          auto yo = download<float>(dy, size_t(B) * c.N);
+          auto yh = download<uint16_t>(dyh, size_t(B) * c.N);
+          gemv_reference(dt, c.mode, c.K, c.N, B, wf, xf, y0, yo, yh, ref, got);
+          CHECK(rel_err(ref, got) < (c.mode == 2 ? 5e-3 : 1e-5));
+        }
       }
   }
 }
@@ -274,14 +301,18 @@ TEST_CASE("tensor-core decode GEMMs: every matrix, 1..32 rows, K tails, batch in
       std::mt19937_64 rng(seed() + 15 + int(dt) + 7 * int(k_tail));
       const int H = int(m.cfg.hidden_size), I = int(m.plan.intermediate_per_rank);
       const int QD = int(m.plan.q_heads_per_rank * m.cfg.head_dim);
-      const int QKV = int((m.plan.q_heads_per_rank + 2 * m.plan.kv_heads_per_rank) * m.cfg.head_dim);
+      const int QKV =
+          int((m.plan.q_heads_per_rank + 2 * m.plan.kv_heads_per_rank) * m.cfg.head_dim);
       struct Case {
         const char* name;
-        int K, N, mode, compiled_n;  // compiled_n: the output count the kernel's split is planned for
+        int K, N, mode,
+            compiled_n;  // compiled_n: the output count the kernel's split is planned for
       };
       // lm_head with 1003 rows: a partial last tile (the kernel was planned for the vocabulary).
-      const Case cases[] = {{"tc_qkv", H, QKV, 0, QKV},          {"tc_o_res", QD, H, 1, H},
-                            {"tc_gate_up_swiglu", H, I, 2, I},    {"tc_down_res", I, H, 1, H},
+      const Case cases[] = {{"tc_qkv", H, QKV, 0, QKV},
+                            {"tc_o_res", QD, H, 1, H},
+                            {"tc_gate_up_swiglu", H, I, 2, I},
+                            {"tc_down_res", I, H, 1, H},
                             {"tc_lm_head", H, 1003, 0, int(m.cfg.vocab_size)}};
       for (const Case& c : cases) {
         if (k_tail && c.mode != 1 && c.mode != 2) continue;
@@ -304,8 +335,8 @@ TEST_CASE("tensor-core decode GEMMs: every matrix, 1..32 rows, K tails, batch in
           const int nt = qw_tc_ntiles(B);
           auto k = mod.get(std::string(c.name) + "_n" + std::to_string(nt));
           REQUIRE(k.ok());
-          check_launch(launch(*k, dim3(grid), dim3(block), 0, nullptr, dw.as<const void>(), dx.as<const void>(),
-                              dy.as<float>(), dyh.get(), c.N, B));
+          check_launch(launch(*k, dim3(grid), dim3(block), 0, nullptr, dw.as<const void>(),
+                              dx.as<const void>(), dy.as<float>(), dyh.get(), c.N, B));
           std::vector<double> ref, got;
           auto yo = download<float>(dy, size_t(kMaxB) * c.N);
           auto yh = download<uint16_t>(dyh, size_t(kMaxB) * c.N);
@@ -314,9 +345,12 @@ TEST_CASE("tensor-core decode GEMMs: every matrix, 1..32 rows, K tails, batch in
           // Rows past B stay untouched (poison / the residual as it was).
           size_t touched = 0;
           for (size_t i = size_t(B) * c.N; i < size_t(kMaxB) * c.N; ++i) {
-            if (c.mode == 2) touched += yh[i] != 0xFFFF;
-            else if (c.mode == 1) touched += yo[i] != y0[i];
-            else touched += !std::isnan(yo[i]);
+            if (c.mode == 2)
+              touched += yh[i] != 0xFFFF;
+            else if (c.mode == 1)
+              touched += yo[i] != y0[i];
+            else
+              touched += !std::isnan(yo[i]);
           }
           CHECK(touched == 0);
           // A row's result does not depend on the batch around it.
@@ -335,7 +369,8 @@ TEST_CASE("QKV bias + RoPE + paged KV write, and paged attention (split and unsp
     Model m = test_model(dt);
     KernelModule& mod = module_for(dt);
     std::mt19937_64 rng(seed() + 20 + int(dt));
-    const int D = int(m.cfg.head_dim), QH = int(m.plan.q_heads_per_rank), KVH = int(m.plan.kv_heads_per_rank);
+    const int D = int(m.cfg.head_dim), QH = int(m.plan.q_heads_per_rank),
+              KVH = int(m.plan.kv_heads_per_rank);
     const int G = QH / KVH, BT = kKvBlockTokens, COLS = (QH + 2 * KVH) * D;
     // Three sequences; the rows of this "step" are the last `rows_of[s]` positions of each.
     const std::vector<int> lens = {37, 130, 5}, rows_of = {1, 9, 5};
@@ -347,7 +382,8 @@ TEST_CASE("QKV bias + RoPE + paged KV write, and paged attention (split and unsp
     std::vector<int> tables(lens.size() * stride, 0);
     int next = 0;
     for (size_t s = 0; s < lens.size(); ++s)
-      for (int b = 0; b < (lens[s] + BT - 1) / BT; ++b) tables[s * stride + size_t(b)] = perm[size_t(next++)];
+      for (int b = 0; b < (lens[s] + BT - 1) / BT; ++b)
+        tables[s * stride + size_t(b)] = perm[size_t(next++)];
     const size_t pool_elems = size_t(nblocks_pool) * KVH * BT * D;
     DeviceBuffer kc = poisoned(pool_elems * 2), vc = poisoned(pool_elems * 2);
     // Fill every cached position through the rope kernel (checks it too): all positions of
@@ -368,13 +404,15 @@ TEST_CASE("QKV bias + RoPE + paged KV write, and paged attention (split and unsp
     auto rp = cpu::compute_rope_params(m.cfg);
     REQUIRE(rp.ok());
     const float mscale = 1.0f;
-    DeviceBuffer dqkv = upload(qkv), dbias = upload(bias), dpos = upload(pos_all), dslot = upload(slot_all),
-                 dinv = upload(rp->inv_freq), dq = poisoned(size_t(n_all) * QH * D * 4);
+    DeviceBuffer dqkv = upload(qkv), dbias = upload(bias), dpos = upload(pos_all),
+                 dslot = upload(slot_all), dinv = upload(rp->inv_freq),
+                 dq = poisoned(size_t(n_all) * QH * D * 4);
     auto kr = mod.get("qkv_rope_kv");
     REQUIRE(kr.ok());
-    check_launch(launch(*kr, dim3(unsigned(n_all), unsigned(QH + 2 * KVH)), dim3(unsigned(D / 2)), 0, nullptr, dqkv.as<const float>(), dbias.as<const void>(),
-                        dpos.as<const int>(), dslot.as<const long long>(), dinv.as<const float>(), mscale, dq.as<float>(),
-                        kc.get(), vc.get(), n_all));
+    check_launch(launch(*kr, dim3(unsigned(n_all), unsigned(QH + 2 * KVH)), dim3(unsigned(D / 2)),
+                        0, nullptr, dqkv.as<const float>(), dbias.as<const void>(),
+                        dpos.as<const int>(), dslot.as<const long long>(), dinv.as<const float>(),
+                        mscale, dq.as<float>(), kc.get(), vc.get(), n_all));
     auto qh = download<float>(dq, size_t(n_all) * QH * D);
     auto kh = download<uint16_t>(kc, pool_elems), vh = download<uint16_t>(vc, pool_elems);
     // Reference rope (double math on the fp32 angle, as transformers rounds it).
@@ -383,7 +421,8 @@ TEST_CASE("QKV bias + RoPE + paged KV write, and paged attention (split and unsp
       const long long blk = slot / BT, off = slot % BT;
       return from16(dt, cache[size_t(((blk * KVH + h) * BT + off) * D + d)]);
     };
-    std::vector<double> kref(size_t(n_all) * KVH * D), vref(size_t(n_all) * KVH * D), qref(size_t(n_all) * QH * D);
+    std::vector<double> kref(size_t(n_all) * KVH * D), vref(size_t(n_all) * KVH * D),
+        qref(size_t(n_all) * QH * D);
     for (int r = 0; r < n_all; ++r) {
       std::vector<float> cs(size_t(D / 2)), sn(size_t(D / 2));
       cpu::rope_cos_sin(*rp, pos_all[size_t(r)], cs.data(), sn.data());
@@ -392,12 +431,14 @@ TEST_CASE("QKV bias + RoPE + paged KV write, and paged attention (split and unsp
           const int c0 = h * D + j, c1 = c0 + D / 2;
           const double x0 = double(qkv[size_t(r) * COLS + c0]) + biasf[size_t(c0)];
           const double x1 = double(qkv[size_t(r) * COLS + c1]) + biasf[size_t(c1)];
-          const double y0 = x0 * cs[size_t(j)] - x1 * sn[size_t(j)], y1 = x1 * cs[size_t(j)] + x0 * sn[size_t(j)];
+          const double y0 = x0 * cs[size_t(j)] - x1 * sn[size_t(j)],
+                       y1 = x1 * cs[size_t(j)] + x0 * sn[size_t(j)];
           if (h < QH) {
             qref[(size_t(r) * QH + h) * D + j] = y0;
             qref[(size_t(r) * QH + h) * D + j + D / 2] = y1;
             rq.push_back(y0), rq.push_back(y1);
-            gq.push_back(qh[(size_t(r) * QH + h) * D + j]), gq.push_back(qh[(size_t(r) * QH + h) * D + j + D / 2]);
+            gq.push_back(qh[(size_t(r) * QH + h) * D + j]),
+                gq.push_back(qh[(size_t(r) * QH + h) * D + j + D / 2]);
           } else {
             rk.push_back(y0), rk.push_back(y1);
             gk.push_back(kv_at(kh, slot_all[size_t(r)], h - QH, j));
@@ -425,7 +466,8 @@ TEST_CASE("QKV bias + RoPE + paged KV write, and paged attention (split and unsp
     const int R = int(arow_seq.size());
     std::vector<float> q_rows(size_t(R) * QH * D);
     for (int r = 0; r < R; ++r)
-      std::memcpy(&q_rows[size_t(r) * QH * D], &qh[size_t(arow_all[size_t(r)]) * QH * D], size_t(QH) * D * 4);
+      std::memcpy(&q_rows[size_t(r) * QH * D], &qh[size_t(arow_all[size_t(r)]) * QH * D],
+                  size_t(QH) * D * 4);
     std::vector<double> aref(size_t(R) * QH * D);
     const double scale = 1.0 / std::sqrt(double(D));
     for (int r = 0; r < R; ++r) {
@@ -435,22 +477,26 @@ TEST_CASE("QKV bias + RoPE + paged KV write, and paged attention (split and unsp
         std::vector<double> sc(size_t(pos) + 1);
         double mx = -INFINITY;
         for (int j = 0; j <= pos; ++j) {
-          const long long slot = (long long)tables[size_t(s) * stride + size_t(j / BT)] * BT + j % BT;
+          const long long slot =
+              (long long)tables[size_t(s) * stride + size_t(j / BT)] * BT + j % BT;
           double acc = 0;
-          for (int d = 0; d < D; ++d) acc += double(q_rows[(size_t(r) * QH + h) * D + d]) * kv_at(kh, slot, kvh, d);
+          for (int d = 0; d < D; ++d)
+            acc += double(q_rows[(size_t(r) * QH + h) * D + d]) * kv_at(kh, slot, kvh, d);
           sc[size_t(j)] = acc * scale;
           mx = std::max(mx, sc[size_t(j)]);
         }
         double den = 0;
         for (auto& v : sc) den += (v = std::exp(v - mx));
         for (int j = 0; j <= pos; ++j) {
-          const long long slot = (long long)tables[size_t(s) * stride + size_t(j / BT)] * BT + j % BT;
+          const long long slot =
+              (long long)tables[size_t(s) * stride + size_t(j / BT)] * BT + j % BT;
           for (int d = 0; d < D; ++d)
             aref[(size_t(r) * QH + h) * D + d] += sc[size_t(j)] / den * kv_at(vh, slot, kvh, d);
         }
       }
     }
-    DeviceBuffer dqr = upload(q_rows), drs = upload(arow_seq), dap = upload(arow_pos), dtab = upload(tables);
+    DeviceBuffer dqr = upload(q_rows), drs = upload(arow_seq), dap = upload(arow_pos),
+                 dtab = upload(tables);
     auto ka = mod.get("attention_paged"), kcmb = mod.get("attention_combine");
     REQUIRE(ka.ok());
     REQUIRE(kcmb.ok());
@@ -458,13 +504,15 @@ TEST_CASE("QKV bias + RoPE + paged KV write, and paged attention (split and unsp
     for (int nsplit : {1, 3, 7}) {
       CAPTURE(nsplit);
       DeviceBuffer dout = poisoned(size_t(R) * QH * D * 2);
-      DeviceBuffer po = poisoned(size_t(R) * QH * nsplit * D * 4), pml = poisoned(size_t(R) * QH * nsplit * 2 * 4);
-      check_launch(launch(*ka, dim3(R, KVH, nsplit), dim3(128), 0, nullptr, dqr.as<const float>(), kc.as<const void>(),
-                          vc.as<const void>(), drs.as<const int>(), dap.as<const int>(), dtab.as<const int>(), stride,
-                          nsplit, scale_log2, dout.get(), po.as<float>(), pml.as<float>()));
+      DeviceBuffer po = poisoned(size_t(R) * QH * nsplit * D * 4),
+                   pml = poisoned(size_t(R) * QH * nsplit * 2 * 4);
+      check_launch(launch(*ka, dim3(R, KVH, nsplit), dim3(128), 0, nullptr, dqr.as<const float>(),
+                          kc.as<const void>(), vc.as<const void>(), drs.as<const int>(),
+                          dap.as<const int>(), dtab.as<const int>(), stride, nsplit, scale_log2,
+                          dout.get(), po.as<float>(), pml.as<float>()));
       if (nsplit > 1)
-        check_launch(launch(*kcmb, dim3(R, QH), dim3(D), 0, nullptr, po.as<const float>(), pml.as<const float>(), nsplit,
-                            dout.get()));
+        check_launch(launch(*kcmb, dim3(R, QH), dim3(D), 0, nullptr, po.as<const float>(),
+                            pml.as<const float>(), nsplit, dout.get()));
       auto o = download<uint16_t>(dout, size_t(R) * QH * D);
       std::vector<double> got(o.size());
       for (size_t i = 0; i < o.size(); ++i) got[i] = from16(dt, o[i]);
@@ -480,7 +528,8 @@ TEST_CASE("tensor-core prefill attention (flash tiles over the paged cache, caus
     Model m = test_model(dt);
     KernelModule& mod = module_for(dt);
     std::mt19937_64 rng(seed() + 40 + int(dt));
-    const int D = int(m.cfg.head_dim), QH = int(m.plan.q_heads_per_rank), KVH = int(m.plan.kv_heads_per_rank);
+    const int D = int(m.cfg.head_dim), QH = int(m.plan.q_heads_per_rank),
+              KVH = int(m.plan.kv_heads_per_rank);
     const int G = QH / KVH, BT = kKvBlockTokens, kTile = 64;
     // Sequences: cached length after this step, and how many of their last positions are
     // rows of this step (a whole 300-token prompt: 5 tiles; a chunk continuing a prompt; a
@@ -493,7 +542,8 @@ TEST_CASE("tensor-core prefill attention (flash tiles over the paged cache, caus
     std::vector<int> tables(lens.size() * stride, 0);
     int next = 0;
     for (size_t s = 0; s < lens.size(); ++s)
-      for (int b = 0; b < (lens[s] + BT - 1) / BT; ++b) tables[s * stride + size_t(b)] = perm[size_t(next++)];
+      for (int b = 0; b < (lens[s] + BT - 1) / BT; ++b)
+        tables[s * stride + size_t(b)] = perm[size_t(next++)];
     // Cache: NaN everywhere (0xffff) except the slots of cached positions.
     const size_t pool_elems = size_t(nblocks_pool) * KVH * BT * D;
     std::vector<uint16_t> kh(pool_elems, 0xffff), vh(pool_elems, 0xffff);
@@ -531,7 +581,8 @@ TEST_CASE("tensor-core prefill attention (flash tiles over the paged cache, caus
         double mx = -INFINITY;
         for (int j = 0; j <= pos; ++j) {
           double acc = 0;
-          for (int d = 0; d < D; ++d) acc += double(q[(size_t(r) * QH + h) * D + d]) * from16(dt, kh[idx(s, j, kvh, d)]);
+          for (int d = 0; d < D; ++d)
+            acc += double(q[(size_t(r) * QH + h) * D + d]) * from16(dt, kh[idx(s, j, kvh, d)]);
           sc[size_t(j)] = acc * scale;
           mx = std::max(mx, sc[size_t(j)]);
         }
@@ -539,24 +590,27 @@ TEST_CASE("tensor-core prefill attention (flash tiles over the paged cache, caus
         for (auto& v : sc) den += (v = std::exp(v - mx));
         for (int j = 0; j <= pos; ++j)
           for (int d = 0; d < D; ++d)
-            ref[(size_t(r) * QH + h) * D + d] += sc[size_t(j)] / den * from16(dt, vh[idx(s, j, kvh, d)]);
+            ref[(size_t(r) * QH + h) * D + d] +=
+                sc[size_t(j)] / den * from16(dt, vh[idx(s, j, kvh, d)]);
       }
     }
-    DeviceBuffer dk = upload(kh), dv = upload(vh), dq = upload(q), dtiles = upload(tiles), dtab = upload(tables);
+    DeviceBuffer dk = upload(kh), dv = upload(vh), dq = upload(q), dtiles = upload(tiles),
+                 dtab = upload(tables);
     DeviceBuffer dout = poisoned(size_t(R) * QH * D * 2);
     auto kf = mod.get("attention_prefill_tc");
     REQUIRE(kf.ok());
     const float scale_log2 = float(scale * 1.4426950408889634);
-    check_launch(launch(*kf, dim3(unsigned(ntiles), unsigned(QH)), dim3(128), 0, nullptr, dq.as<const float>(),
-                        dk.as<const void>(), dv.as<const void>(), static_cast<const int4*>(dtiles.get()),
-                        dtab.as<const int>(), stride, scale_log2, dout.get()));
+    check_launch(launch(*kf, dim3(unsigned(ntiles), unsigned(QH)), dim3(128), 0, nullptr,
+                        dq.as<const float>(), dk.as<const void>(), dv.as<const void>(),
+                        static_cast<const int4*>(dtiles.get()), dtab.as<const int>(), stride,
+                        scale_log2, dout.get()));
     REQUIRE(cudaGetLastError() == cudaSuccess);
     auto o = download<uint16_t>(dout, size_t(R) * QH * D);
     std::vector<double> got(o.size());
     for (size_t i = 0; i < o.size(); ++i) got[i] = from16(dt, o[i]);
     const double err = rel_err(ref, got);
-    std::printf("flash prefill attention (%s): %d rows, %d tiles, rel err %.2e\n", std::string(dtype_name(dt)).c_str(),
-                R, ntiles, err);
+    std::printf("flash prefill attention (%s): %d rows, %d tiles, rel err %.2e\n",
+                std::string(dtype_name(dt)).c_str(), R, ntiles, err);
     CHECK(err < (dt == DType::BF16 ? 1.5e-2 : 3e-3));
     // Per-row check as well: a wrong mask on one tile would hide in the global norm.
     double worst = 0;
