@@ -16,6 +16,7 @@
 #include "compiler/gptq/int4_emitter.h"
 #include "compiler/gptq/int4_plan.h"
 #include "compiler/gptq/model_quantizer.h"
+#include "compiler/gptq/quality_report.h"
 #include "compiler/gptq/quant_config.h"
 #include "compiler/hf_config.h"
 #include "compiler/safetensors_reader.h"
@@ -55,6 +56,7 @@ struct Int4Source {
   std::string calib_sha256;             // of the calibration text, for provenance
   double seconds = 0;                   // spent quantizing
   std::string gptq_device;              // where GPTQ ran ("cpu" / "gpu"), empty otherwise
+  std::optional<gptq::QualityReport> quality;  // with --quality-report
 };
 
 Expected<std::vector<std::vector<int32_t>>> calibration_tokens(const CompileOptions& o,
@@ -78,9 +80,12 @@ Expected<std::vector<std::vector<int32_t>>> calibration_tokens(const CompileOpti
 Status prepare_int4(const CompileOptions& o, const ModelConfig& config, const Checkpoint& ckpt,
                     const std::optional<gptq::GptqConfig>& imported, Int4Source& src) {
   if (imported) {
-    if (o.rtn || !o.calib_file.empty() || o.calib_builtin || o.act_order)
-      return Status::Error(imported->source + ": the checkpoint is already GPTQ-quantized; "
-                           "--rtn, --calib, --calib-builtin and --act-order do not apply");
+    if (o.rtn || !o.calib_file.empty() || o.calib_builtin || o.act_order ||
+        !o.quality_report.empty())
+      return Status::Error(imported->source +
+                           ": the checkpoint is already GPTQ-quantized; "
+                           "--rtn, --calib, --calib-builtin, --act-order and --quality-report "
+                           "do not apply");
     src.config = *imported;
     return Status::Ok();
   }
@@ -106,6 +111,27 @@ Status prepare_int4(const CompileOptions& o, const ModelConfig& config, const Ch
     std::fprintf(stderr, "qwc: GPTQ on %s\n", where.description.c_str());
     src.gptq_device = gptq::gptq_device_name(where.device);
   }
+  std::vector<gptq::LinearQuality> linears;
+  if (!o.quality_report.empty()) {
+    QW_ASSIGN_OR_RETURN(gptq::CalibrationSplit split, gptq::split_heldout(q.calibration));
+    gptq::QualityReport& r = src.quality.emplace();
+    r.device = src.gptq_device;
+    r.group_size = o.group_size;
+    r.act_order = o.act_order;
+    r.damp_percent = o.damp_percent;
+    r.calib_sequences = int64_t(split.calibration.size());
+    r.heldout_sequences = int64_t(split.heldout.size());
+    for (const auto& s : split.calibration) r.calib_tokens += int64_t(s.size());
+    for (const auto& s : split.heldout) r.heldout_tokens += int64_t(s.size());
+    std::fprintf(stderr,
+                 "qwc: quality report: %lld calibration sequences (%lld tokens) for the "
+                 "Hessians, %lld held out (%lld tokens)\n",
+                 (long long)r.calib_sequences, (long long)r.calib_tokens,
+                 (long long)r.heldout_sequences, (long long)r.heldout_tokens);
+    q.calibration = std::move(split.calibration);
+    q.heldout = std::move(split.heldout);
+    q.quality = &linears;
+  }
   src.scratch.path = o.output + ".gptq.tmp." + std::to_string(::getpid());
   q.out_dir = src.scratch.path;
   const auto t0 = std::chrono::steady_clock::now();
@@ -115,6 +141,13 @@ Status prepare_int4(const CompileOptions& o, const ModelConfig& config, const Ch
     QW_ASSIGN_OR_RETURN(src.config, gptq::quantize_model(config, ckpt, q));
   }
   src.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (src.quality) {
+    const size_t want = size_t(config.num_hidden_layers) * 7;
+    if (linears.size() != want)
+      return Status::Error("internal: the quality report has " + std::to_string(linears.size()) +
+                           " linears, the model " + std::to_string(want));
+    src.quality->linears = std::move(linears);
+  }
   QW_ASSIGN_OR_RETURN(Checkpoint qc, Checkpoint::open(src.scratch.path));
   src.quantized.emplace(std::move(qc));
   return Status::Ok();
@@ -210,6 +243,8 @@ std::string normalized_command_line(const CompileOptions& o) {
     s += o.rtn ? " --rtn" : o.calib_builtin && o.calib_file.empty() ? " --calib-builtin" : " --calib FILE";
     if (o.act_order) s += " --act-order";
     if (!o.rtn && o.damp_percent != 0.01) s += " --damp " + std::to_string(o.damp_percent);
+    // The held-out split changes the Hessians, so the weights; the report's path does not.
+    if (!o.rtn && !o.quality_report.empty()) s += " --quality-report";
   }
   if (!o.archs.empty()) {
     s += " --arch ";
@@ -222,6 +257,16 @@ Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   if (o.dtype != DType::F16 && o.dtype != DType::BF16)
     return Status::Error("--dtype must be fp16 or bf16");
+  // The report compares GPTQ with RTN: refused before anything is read when GPTQ will not run,
+  // and an unwritable path is found now, not after the quantization.
+  if (!o.quality_report.empty()) {
+    if (!o.int4 || o.rtn)
+      return Status::Error(
+          "--quality-report compares GPTQ with RTN: it needs --dtype int4-gptq with --calib FILE "
+          "or --calib-builtin" +
+          std::string(o.rtn ? ", not --rtn" : ""));
+    QW_RETURN_IF_ERROR(gptq::check_quality_report_path(o.quality_report));
+  }
   QW_ASSIGN_OR_RETURN(ModelConfig config, read_hf_config(o.checkpoint_dir));
   QW_ASSIGN_OR_RETURN(GenerationDefaults gen, read_generation_config(o.checkpoint_dir, config));
   QW_ASSIGN_OR_RETURN(TpPlan plan, make_tp_plan(config, o.tp));
@@ -323,6 +368,10 @@ Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
         {files[i], uint64_t(fs::file_size(fs::path(o.checkpoint_dir) / files[i])), sha});
   }
   QW_RETURN_IF_ERROR(w.finish(meta));
+  if (int4.quality) {
+    QW_RETURN_IF_ERROR(gptq::write_quality_report(o.quality_report, *int4.quality));
+    report.quality_summary = gptq::quality_summary_line(*int4.quality);
+  }
 
   report.bytes_written = fs::file_size(o.output);
   report.elements = stats.elements;

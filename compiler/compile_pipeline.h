@@ -54,6 +54,11 @@ struct CompileOptions {
   // device, else the CPU. qwc sets `gptq_gpu` when built with CUDA; it must outlive the call.
   gptq::GptqDevice gptq_device = gptq::GptqDevice::kAuto;
   const gptq::GpuGptqBackend* gptq_gpu = nullptr;
+  // --quality-report FILE (GPTQ only): every 5th calibration sequence is held out of the
+  // Hessians, and GPTQ's and RTN's output errors on it, per linear, are written here as JSON
+  // (compiler/gptq/quality_report.h). The artifact is then the one GPTQ makes from the other
+  // sequences.
+  std::string quality_report;
 };
 
 struct CompileReport {
@@ -65,6 +70,7 @@ struct CompileReport {
   double seconds = 0;
   double quantize_seconds = 0;  // RTN/GPTQ into the scratch checkpoint (int4-gptq only)
   std::string gptq_device;      // "cpu" or "gpu" when qwc ran GPTQ, else empty
+  std::string quality_summary;  // with --quality-report: its one-line summary
 };
 
 Expected<CompileReport> compile_checkpoint(const CompileOptions& opts);

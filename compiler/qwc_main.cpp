@@ -81,6 +81,9 @@ int main(int argc, char** argv) {
   compile->add_option("--gptq-device", gptq_device,
                       "int4-gptq GPTQ: where to quantize (auto = the GPU when one is present)")
       ->check(CLI::IsMember({"auto", "cpu", "gpu"}))->capture_default_str();
+  compile->add_option("--quality-report", copt.quality_report,
+                      "int4-gptq GPTQ: hold every 5th calibration sequence out of the Hessians "
+                      "and write GPTQ's and RTN's per-linear output errors on it to FILE (JSON)");
   compile->add_option("--tp", copt.tp, "Tensor-parallel degree (per-rank weight sections)")
       ->check(CLI::IsMember({1, 2, 4, 8}))->capture_default_str();
   compile->add_option("--arch", archs,
@@ -169,6 +172,9 @@ int main(int argc, char** argv) {
     if (!r->gptq_device.empty())
       std::fprintf(stderr, "qwc: GPTQ on the %s took %.1f s of the %.1f s\n",
                    r->gptq_device.c_str(), r->quantize_seconds, r->seconds);
+    if (!r->quality_summary.empty())
+      std::fprintf(stderr, "qwc: %s (%s)\n", r->quality_summary.c_str(),
+                   copt.quality_report.c_str());
     return 0;
   }
   if (*inspect) {

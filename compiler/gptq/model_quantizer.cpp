@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "artifact/tensor_names.h"
 #include "compiler/gptq/safetensors_writer.h"
@@ -36,13 +37,6 @@ std::vector<float> linear(const std::vector<float>& x, int64_t tokens, const std
   return y;
 }
 
-std::vector<float> dequantized(const QuantizedLinear& q) {
-  std::vector<float> w(size_t(q.out_features * q.in_features));
-  for (int64_t n = 0; n < q.out_features; ++n)
-    for (int64_t k = 0; k < q.in_features; ++k) w[size_t(n * q.in_features + k)] = q.value(n, k);
-  return w;
-}
-
 class LayerQuantizer {
  public:
   LayerQuantizer(const ModelConfig& c, const Checkpoint& ck, const ModelQuantizeOptions& o,
@@ -51,8 +45,11 @@ class LayerQuantizer {
 
   // Quantizes base (+".weight", [n, k]) with the Hessian of its inputs (GPTQ) or alone (RTN),
   // appends its GPTQ tensors and returns the dequantized weight the forward continues with.
+  // With `held` (the held-out Hessian of the same input) it also appends the linear's
+  // held-out errors to the quality report, as decoder layer `layer`.
   Expected<std::vector<float>> quantize(const std::string& base, int64_t n, int64_t k,
-                                        const Hessian* h, SafetensorsWriter& out) {
+                                        const Hessian* h, SafetensorsWriter& out,
+                                        const Hessian* held = nullptr, int64_t layer = 0) {
     if (o_.cancel && o_.cancel->load()) return Status::Error("interrupted");
     QW_ASSIGN_OR_RETURN(std::vector<float> w,
                         load_tensor_f32(ck_, base + ".weight", n * k, o_.settings.threads));
@@ -62,7 +59,15 @@ class LayerQuantizer {
     QW_RETURN_IF_ERROR(write_gptq_linear(out, base, *q, CheckpointFormat::kGptqV2));
     bar_.advance(1);
     if (!h) return std::vector<float>();
-    return dequantized(*q);
+    std::vector<float> deq = dequantize_linear(*q, o_.settings.threads);
+    if (held && o_.quality) {
+      Expected<std::vector<float>> rtn = rtn_dequantized(w.data(), n, k, o_.settings);
+      if (!rtn.ok()) return rtn.status().context("tensor " + base + ".weight (RTN)");
+      o_.quality->push_back(
+          {layer, linear_short_name(base),
+           heldout_errors(*held, w.data(), deq.data(), rtn->data(), n, k, o_.settings.threads)});
+    }
+    return deq;
   }
 
  private:
@@ -164,6 +169,19 @@ GptqConfig quantized_model_config(const ModelQuantizeOptions& o) {
   return g;
 }
 
+Status check_quality_options(const ModelQuantizeOptions& o) {
+  if (!o.quality && o.heldout.empty()) return Status::Ok();
+  if (o.rtn) return Status::Error("internal: a quality report needs GPTQ, not RTN");
+  if (!o.quality || o.heldout.empty())
+    return Status::Error("internal: held-out sequences and a quality report go together");
+  return Status::Ok();
+}
+
+std::string linear_short_name(const std::string& base) {
+  const size_t dot = base.rfind('.');
+  return dot == std::string::npos ? base : base.substr(dot + 1);
+}
+
 std::vector<std::vector<int32_t>> split_calibration(const std::vector<int32_t>& ids, int64_t seq_len) {
   std::vector<std::vector<int32_t>> out;
   for (size_t b = 0; b < ids.size(); b += size_t(seq_len))
@@ -180,24 +198,45 @@ Expected<GptqConfig> quantize_model(const ModelConfig& c, const Checkpoint& ck,
   const unsigned th = std::max(1u, o.settings.threads);
   const bool gptq = !o.rtn;
   if (gptq && o.calibration.empty()) return Status::Error("GPTQ needs calibration text (--calib FILE or --calib-builtin)");
+  QW_RETURN_IF_ERROR(check_quality_options(o));
+  const bool quality = o.quality != nullptr;
   std::error_code ec;
   fs::create_directories(o.out_dir, ec);
   if (ec) return Status::Error(o.out_dir + ": cannot create: " + ec.message());
 
-  // Hidden states of every calibration sequence, flattened [tokens][H].
+  // The sequences the forward runs: the calibration ones, then any held-out ones. Tokens
+  // [0, Tc) feed GPTQ's Hessians, [Tc, T) only the quality report.
+  std::vector<std::vector<int32_t>> joined;
+  if (quality) {
+    joined = o.calibration;
+    joined.insert(joined.end(), o.heldout.begin(), o.heldout.end());
+  }
+  const std::vector<std::vector<int32_t>>& seqs = quality ? joined : o.calibration;
+  // Hidden states of every sequence, flattened [tokens][H].
   std::vector<int64_t> seq_begin;
-  int64_t T = 0;
-  for (const auto& s : o.calibration) {
+  int64_t T = 0, Tc = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (i == o.calibration.size()) Tc = T;
     seq_begin.push_back(T);
-    T += int64_t(s.size());
+    T += int64_t(seqs[i].size());
   }
   seq_begin.push_back(T);
+  if (!quality) Tc = T;
   std::vector<float> x;
   cpu::RopeParams rope;
   if (gptq) {
-    QW_ASSIGN_OR_RETURN(x, embed_calibration(c, ck, o.calibration));
+    QW_ASSIGN_OR_RETURN(x, embed_calibration(c, ck, seqs));
     QW_ASSIGN_OR_RETURN(rope, cpu::compute_rope_params(c));
   }
+  // The held-out Hessian of an input [T][k] (rows Tc..T), when there is a report.
+  auto held_hessian = [&](const std::vector<float>& in, int64_t k) {
+    std::optional<Hessian> h;
+    if (quality) {
+      h.emplace(k);
+      h->add(&in[size_t(Tc * k)], T - Tc, th);
+    }
+    return h;
+  };
 
   ProgressBar bar(gptq ? "gptq" : "rtn", uint64_t(c.num_hidden_layers * 7));
   LayerQuantizer lq(c, ck, o, bar);
@@ -218,10 +257,12 @@ Expected<GptqConfig> quantize_model(const ModelConfig& c, const Checkpoint& ck,
       std::vector<float> ln(size_t(T * H));
       for (int64_t t = 0; t < T; ++t) cpu::rms_norm(&x[size_t(t * H)], ln1_w.data(), H, c.rms_norm_eps, &ln[size_t(t * H)]);
       Hessian h_in(H);
-      h_in.add(ln.data(), T, th);
-      QW_ASSIGN_OR_RETURN(auto wq, lq.quantize(q_b, qd, H, &h_in, out));
-      QW_ASSIGN_OR_RETURN(auto wk, lq.quantize(k_b, kvd, H, &h_in, out));
-      QW_ASSIGN_OR_RETURN(auto wv, lq.quantize(v_b, kvd, H, &h_in, out));
+      h_in.add(ln.data(), Tc, th);
+      const std::optional<Hessian> held_in = held_hessian(ln, H);
+      const Hessian* hi = held_in ? &*held_in : nullptr;
+      QW_ASSIGN_OR_RETURN(auto wq, lq.quantize(q_b, qd, H, &h_in, out, hi, l));
+      QW_ASSIGN_OR_RETURN(auto wk, lq.quantize(k_b, kvd, H, &h_in, out, hi, l));
+      QW_ASSIGN_OR_RETURN(auto wv, lq.quantize(v_b, kvd, H, &h_in, out, hi, l));
       QW_ASSIGN_OR_RETURN(auto bq, load_f32(ck, q_b + ".bias", qd));
       QW_ASSIGN_OR_RETURN(auto bk, load_f32(ck, k_b + ".bias", kvd));
       QW_ASSIGN_OR_RETURN(auto bv, load_f32(ck, v_b + ".bias", kvd));
@@ -240,21 +281,27 @@ Expected<GptqConfig> quantize_model(const ModelConfig& c, const Checkpoint& ck,
                   &attn[size_t(b * qd)], th);
       }
       Hessian h_o(qd);
-      h_o.add(attn.data(), T, th);
-      QW_ASSIGN_OR_RETURN(auto wo, lq.quantize(o_b, H, qd, &h_o, out));
+      h_o.add(attn.data(), Tc, th);
+      const std::optional<Hessian> held_o = held_hessian(attn, qd);
+      QW_ASSIGN_OR_RETURN(auto wo,
+                          lq.quantize(o_b, H, qd, &h_o, out, held_o ? &*held_o : nullptr, l));
       auto ao = linear(attn, T, wo, H, qd, nullptr, th);
       for (size_t i = 0; i < x.size(); ++i) x[i] += ao[i];
       for (int64_t t = 0; t < T; ++t) cpu::rms_norm(&x[size_t(t * H)], ln2_w.data(), H, c.rms_norm_eps, &ln[size_t(t * H)]);
       Hessian h_mlp(H);
-      h_mlp.add(ln.data(), T, th);
-      QW_ASSIGN_OR_RETURN(auto wg, lq.quantize(g_b, I, H, &h_mlp, out));
-      QW_ASSIGN_OR_RETURN(auto wu, lq.quantize(u_b, I, H, &h_mlp, out));
+      h_mlp.add(ln.data(), Tc, th);
+      const std::optional<Hessian> held_mlp = held_hessian(ln, H);
+      const Hessian* hm = held_mlp ? &*held_mlp : nullptr;
+      QW_ASSIGN_OR_RETURN(auto wg, lq.quantize(g_b, I, H, &h_mlp, out, hm, l));
+      QW_ASSIGN_OR_RETURN(auto wu, lq.quantize(u_b, I, H, &h_mlp, out, hm, l));
       auto g = linear(ln, T, wg, I, H, nullptr, th);
       auto u = linear(ln, T, wu, I, H, nullptr, th);
       for (int64_t t = 0; t < T; ++t) cpu::silu_mul(&g[size_t(t * I)], &u[size_t(t * I)], I, &g[size_t(t * I)]);
       Hessian h_d(I);
-      h_d.add(g.data(), T, th);
-      QW_ASSIGN_OR_RETURN(auto wd, lq.quantize(d_b, H, I, &h_d, out));
+      h_d.add(g.data(), Tc, th);
+      const std::optional<Hessian> held_d = held_hessian(g, I);
+      QW_ASSIGN_OR_RETURN(auto wd,
+                          lq.quantize(d_b, H, I, &h_d, out, held_d ? &*held_d : nullptr, l));
       auto dn = linear(g, T, wd, H, I, nullptr, th);
       for (size_t i = 0; i < x.size(); ++i) x[i] += dn[i];
     }

@@ -7,12 +7,20 @@
 // order (q/k/v, o, gate/up, down), each sublayer seeing the already quantized ones before it,
 // and the next layer receiving the quantized layer's output. Memory: one layer's weights in
 // fp32, the Hessians and the calibration hidden states. RTN needs no activations.
+//
+// With held-out sequences (--quality-report, quality_report.h) those run through the same
+// forward after the calibration ones, are left out of every Hessian GPTQ uses, and give each
+// linear a held-out Hessian on which its GPTQ and RTN output errors are measured. On the CPU
+// every step of the forward treats tokens (attention: sequences) independently and the
+// Hessians sum the calibration tokens in the same order, so the quantized weights are
+// bit-identical to those from the calibration sequences alone.
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "compiler/gptq/quality_report.h"
 #include "compiler/gptq/quant_config.h"
 #include "compiler/gptq/quantizer.h"
 #include "compiler/safetensors_reader.h"
@@ -24,6 +32,10 @@ struct ModelQuantizeOptions {
   QuantizeSettings settings;
   bool rtn = false;
   std::vector<std::vector<int32_t>> calibration;  // token sequences (GPTQ only)
+  // GPTQ with a quality report: sequences kept out of the Hessians, and where each linear's
+  // held-out errors are appended (layer by layer, in quantization order). Both or neither.
+  std::vector<std::vector<int32_t>> heldout;
+  std::vector<LinearQuality>* quality = nullptr;
   std::string out_dir;                            // receives the gptq_v2 checkpoint
   const std::atomic<bool>* cancel = nullptr;
 };
@@ -42,6 +54,11 @@ Expected<std::vector<float>> embed_calibration(
 // The scratch checkpoint's file for decoder layer l, and the settings it is written with.
 std::string gptq_layer_file(int64_t layer);
 GptqConfig quantized_model_config(const ModelQuantizeOptions& opts);
+
+// Checks that `heldout` and `quality` come together, and only with GPTQ.
+Status check_quality_options(const ModelQuantizeOptions& opts);
+// The short name of a linear in reports: "model.layers.3.mlp.up_proj" -> "up_proj".
+std::string linear_short_name(const std::string& base);
 
 // The calibration text cut into token sequences of at most `seq_len` tokens.
 std::vector<std::vector<int32_t>> split_calibration(const std::vector<int32_t>& ids, int64_t seq_len);

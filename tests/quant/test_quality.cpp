@@ -1,12 +1,15 @@
 // GPTQ against round-to-nearest on one layer: with correlated, unevenly scaled input
 // features (as real activations are), GPTQ's per-layer output error on held-out activations
-// must not exceed RTN's, for several group sizes, with and without act-order.
+// must not exceed RTN's, for several group sizes, with and without act-order. Also the
+// pieces of --quality-report that do not need a model: the error through the held-out
+// Hessian against the direct sum over tokens, and the held-out split.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 
+#include "compiler/gptq/quality_report.h"
 #include "compiler/gptq/quantizer.h"
 #include "core/half.h"
 
@@ -116,4 +119,87 @@ TEST_CASE("RTN: codes, scales and zero points as AutoGPTQ defines them") {
     CHECK(q->value(0, c) == sc * float(want - 8));
   }
   CHECK(q->code(0, 0) == 15);
+}
+
+TEST_CASE("held-out error through H_h equals the direct sum over tokens") {
+  // n != k and a non-symmetric W, so a transposed D (or reading H's empty upper triangle)
+  // gives another number; zeros in x exercise Hessian::add's skip of inactive inputs.
+  const int64_t n = 24, k = 40, t = 57;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> w(size_t(n * k)), qg(w.size()), qr(w.size()), x(size_t(t * k));
+  for (size_t i = 0; i < w.size(); ++i) {
+    w[i] = nd(rng) * (1.0f + float(i % 7));
+    qg[i] = w[i] + 0.05f * nd(rng);
+    qr[i] = w[i] + 0.08f * nd(rng);
+  }
+  for (size_t i = 0; i < x.size(); ++i) x[i] = (i % 11 == 3) ? 0.0f : nd(rng) * float(1 + i % 5);
+  Hessian h(k);
+  h.add(x.data(), t, 3);
+  // sum over tokens and output rows of (x (W - Q)^T)^2, straight from the definition.
+  auto direct = [&](const std::vector<float>* q) {
+    double err = 0;
+    for (int64_t i = 0; i < t; ++i)
+      for (int64_t r = 0; r < n; ++r) {
+        double y = 0;
+        for (int64_t c = 0; c < k; ++c) {
+          const double wv = w[size_t(r * k + c)];
+          y += double(x[size_t(i * k + c)]) * (q ? wv - double((*q)[size_t(r * k + c)]) : wv);
+        }
+        err += y * y;
+      }
+    return err;
+  };
+  const HeldoutErrors e = heldout_errors(h, w.data(), qg.data(), qr.data(), n, k, 3);
+  CHECK(e.gptq == doctest::Approx(direct(&qg)).epsilon(1e-10));
+  CHECK(e.rtn == doctest::Approx(direct(&qr)).epsilon(1e-10));
+  CHECK(e.reference == doctest::Approx(direct(nullptr)).epsilon(1e-10));
+  CHECK(e.gptq > 0);
+  CHECK(e.rtn > e.gptq);  // the larger perturbation
+  // The thread count does not change a bit.
+  for (unsigned th : {1u, 2u, 5u}) {
+    const HeldoutErrors f = heldout_errors(h, w.data(), qg.data(), qr.data(), n, k, th);
+    CHECK(f.gptq == e.gptq);
+    CHECK(f.rtn == e.rtn);
+    CHECK(f.reference == e.reference);
+  }
+  // RTN's dequantized weight is quantize_rtn's values.
+  QuantizeSettings s;
+  s.group_size = 8;
+  s.threads = 2;
+  auto q = quantize_rtn(w.data(), n, k, s);
+  auto d = rtn_dequantized(w.data(), n, k, s);
+  REQUIRE(q.ok());
+  REQUIRE(d.ok());
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c) CHECK((*d)[size_t(r * k + c)] == q->value(r, c));
+}
+
+TEST_CASE("held-out split: every 5th sequence from the last, in order") {
+  auto seqs = [](int count) {
+    std::vector<std::vector<int32_t>> s;
+    for (int i = 0; i < count; ++i) s.push_back({i, i});
+    return s;
+  };
+  auto firsts = [](const std::vector<std::vector<int32_t>>& v) {
+    std::vector<int32_t> f;
+    for (const auto& s : v) f.push_back(s[0]);
+    return f;
+  };
+  CHECK(!split_heldout(seqs(0)).ok());
+  auto one = split_heldout(seqs(1));
+  REQUIRE(!one.ok());
+  CHECK(one.status().message().find("--quality-report") != std::string::npos);
+  auto two = split_heldout(seqs(2));
+  REQUIRE(two.ok());
+  CHECK(firsts(two->calibration) == std::vector<int32_t>{0});
+  CHECK(firsts(two->heldout) == std::vector<int32_t>{1});
+  auto four = split_heldout(seqs(4));
+  REQUIRE(four.ok());
+  CHECK(firsts(four->calibration) == std::vector<int32_t>{0, 1, 2});
+  CHECK(firsts(four->heldout) == std::vector<int32_t>{3});
+  auto twelve = split_heldout(seqs(12));
+  REQUIRE(twelve.ok());
+  CHECK(firsts(twelve->heldout) == std::vector<int32_t>{1, 6, 11});
+  CHECK(twelve->calibration.size() == 9);
 }

@@ -8,6 +8,7 @@
 #include "artifact/tensor_names.h"
 #include "compiler/gptq/gpu/gptq_solver.h"
 #include "compiler/gptq/gpu/kernels.h"
+#include "compiler/gptq/gpu/quality_gpu.h"
 #include "compiler/gptq/safetensors_writer.h"
 #include "core/progress.h"
 #include "cpu/rope.h"
@@ -20,7 +21,7 @@ namespace fs = std::filesystem;
 
 // Wall time per stage, each closed by a stream sync so GPU work is charged where it ran.
 struct StageTimes {
-  double load = 0, forward = 0, hessian = 0, factor = 0, solve = 0, write = 0;
+  double load = 0, forward = 0, hessian = 0, factor = 0, solve = 0, write = 0, quality = 0;
 };
 
 class StageTimer {
@@ -65,19 +66,32 @@ class GpuLayerQuantizer {
     return factor_hessian(ctx_, S, 1, k, k, T, o_.settings, what);
   }
 
+  // The held-out Hessian of x [T][k] (device; rows [Tc, T)) with a quality report, else an
+  // empty buffer.
+  Expected<DeviceBuffer> heldout(const float* x, int64_t Tc, int64_t T, int64_t k,
+                                 const std::string& what) {
+    if (!o_.quality) return DeviceBuffer();
+    StageTimer t(ctx_, times_.quality);
+    return heldout_hessian(ctx_, x + Tc * k, T - Tc, k, what);
+  }
+
   // Quantizes base + ".weight" ([n, k]) with `f`, appends its GPTQ tensors to `out` and
-  // returns the quantized weight on the device for the forward.
+  // returns the quantized weight on the device for the forward. With a held-out Hessian
+  // (non-empty `held`) it also appends the linear's held-out errors to the quality report,
+  // as decoder layer `layer`.
   Expected<DeviceBuffer> quantize(const std::string& base, int64_t n, int64_t k,
-                                  const GptqFactor& f, SafetensorsWriter& out) {
+                                  const GptqFactor& f, SafetensorsWriter& out,
+                                  const DeviceBuffer& held, int64_t layer) {
     if (o_.cancel && o_.cancel->load()) return Status::Error("interrupted");
     const std::string name = base + ".weight";
     DeviceBuffer w;
+    std::vector<float> host;  // kept for RTN when there is a report
     {
       StageTimer t(ctx_, times_.load);
-      QW_ASSIGN_OR_RETURN(std::vector<float> host,
-                          load_tensor_f32(ck_, name, n * k, o_.settings.threads));
+      QW_ASSIGN_OR_RETURN(host, load_tensor_f32(ck_, name, n * k, o_.settings.threads));
       QW_ASSIGN_OR_RETURN(w, upload_vector(host, ctx_.stream(), "tensor " + name));
     }
+    if (!held.get()) host = {};
     DeviceBuffer deq;
     Expected<QuantizedLinear> q = Status::Error("not run");
     {
@@ -88,6 +102,19 @@ class GpuLayerQuantizer {
     {
       StageTimer t(ctx_, times_.write);
       QW_RETURN_IF_ERROR(write_gptq_linear(out, base, *q, CheckpointFormat::kGptqV2));
+    }
+    if (held.get() && o_.quality) {
+      StageTimer t(ctx_, times_.quality);
+      // RTN on the host (a per-element rounding), measured against the same held-out Hessian.
+      Expected<std::vector<float>> rtn_host = rtn_dequantized(host.data(), n, k, o_.settings);
+      if (!rtn_host.ok()) return rtn_host.status().context("tensor " + name + " (RTN)");
+      host = {};
+      QW_ASSIGN_OR_RETURN(DeviceBuffer rtn,
+                          upload_vector(*rtn_host, ctx_.stream(), "RTN of tensor " + name));
+      QW_ASSIGN_OR_RETURN(HeldoutErrors e,
+                          heldout_errors_gpu(ctx_, held, k, w.as<float>(), deq.as<float>(),
+                                             rtn.as<float>(), n, "tensor " + name));
+      o_.quality->push_back({layer, linear_short_name(base), e});
     }
     bar_.advance(1);
     return deq;
@@ -126,6 +153,7 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
   if (o.rtn) return quantize_model(c, ck, o);  // no activations, nothing for the GPU to do
   if (o.calibration.empty())
     return Status::Error("GPTQ needs calibration text (--calib FILE or --calib-builtin)");
+  QW_RETURN_IF_ERROR(check_quality_options(o));
   const auto t_start = std::chrono::steady_clock::now();
   const int64_t H = c.hidden_size, I = c.intermediate_size, hd = c.head_dim;
   const int64_t nq = c.num_attention_heads, nkv = c.num_key_value_heads;
@@ -138,18 +166,30 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
   fs::create_directories(o.out_dir, ec);
   if (ec) return Status::Error(o.out_dir + ": cannot create: " + ec.message());
 
-  // Token bookkeeping: each token's position in its sequence and its sequence's first token.
-  int64_t T = 0, max_len = 0;
-  for (const auto& s : o.calibration) {
-    T += int64_t(s.size());
-    max_len = std::max(max_len, int64_t(s.size()));
+  // The sequences the forward runs: the calibration ones, then any held-out ones (a quality
+  // report). Tokens [0, Tc) feed GPTQ's Hessians, [Tc, T) only the report. The calibration
+  // rows see the same kernels with and without held-out rows after them, except that cuBLAS
+  // may pick another SGEMM for the longer batch (last-bit differences, see calib_forward.h).
+  std::vector<std::vector<int32_t>> joined;
+  if (o.quality) {
+    joined = o.calibration;
+    joined.insert(joined.end(), o.heldout.begin(), o.heldout.end());
   }
+  const std::vector<std::vector<int32_t>>& seqs = o.quality ? joined : o.calibration;
+  // Token bookkeeping: each token's position in its sequence and its sequence's first token.
+  int64_t T = 0, Tc = 0, max_len = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (i == o.calibration.size()) Tc = T;
+    T += int64_t(seqs[i].size());
+    max_len = std::max(max_len, int64_t(seqs[i].size()));
+  }
+  if (!o.quality) Tc = T;
   if (T <= 0 || T > 0x7fffffff)
     return Status::Error("GPTQ on the GPU: calibration token count out of range");
   std::vector<int32_t> pos(static_cast<size_t>(T)), start(static_cast<size_t>(T));
   {
     int64_t t = 0;
-    for (const auto& s : o.calibration)
+    for (const auto& s : seqs)
       for (size_t i = 0; i < s.size(); ++i, ++t) {
         pos[size_t(t)] = int32_t(i);
         start[size_t(t)] = int32_t(t - int64_t(i));
@@ -160,7 +200,7 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
   std::vector<float> cos_t(size_t(max_len * hd / 2)), sin_t(size_t(max_len * hd / 2));
   for (int64_t p = 0; p < max_len; ++p)
     cpu::rope_cos_sin(rope, p, &cos_t[size_t(p * hd / 2)], &sin_t[size_t(p * hd / 2)]);
-  QW_ASSIGN_OR_RETURN(std::vector<float> x_host, embed_calibration(c, ck, o.calibration));
+  QW_ASSIGN_OR_RETURN(std::vector<float> x_host, embed_calibration(c, ck, seqs));
 
   QW_ASSIGN_OR_RETURN(GpuContext ctx, GpuContext::create());
   const cudaStream_t st = ctx.stream();
@@ -217,10 +257,12 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
       DeviceBuffer wq, wk, wv;
       {
         QW_ASSIGN_OR_RETURN(GptqFactor f,
-                            lq.factor(ln.as<float>(), T, H, where + " attention input"));
-        QW_ASSIGN_OR_RETURN(wq, lq.quantize(q_b, qd, H, f, out));
-        QW_ASSIGN_OR_RETURN(wk, lq.quantize(k_b, kvd, H, f, out));
-        QW_ASSIGN_OR_RETURN(wv, lq.quantize(v_b, kvd, H, f, out));
+                            lq.factor(ln.as<float>(), Tc, H, where + " attention input"));
+        QW_ASSIGN_OR_RETURN(DeviceBuffer held,
+                            lq.heldout(ln.as<float>(), Tc, T, H, where + " attention input"));
+        QW_ASSIGN_OR_RETURN(wq, lq.quantize(q_b, qd, H, f, out, held, l));
+        QW_ASSIGN_OR_RETURN(wk, lq.quantize(k_b, kvd, H, f, out, held, l));
+        QW_ASSIGN_OR_RETURN(wv, lq.quantize(v_b, kvd, H, f, out, held, l));
       }
       DeviceBuffer q, k, v;
       QW_RETURN_IF_ERROR(lq.linear(ln.as<float>(), T, wq, qd, H, bq.as<float>(), q, q_b));
@@ -244,8 +286,10 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
       DeviceBuffer wo;
       {
         QW_ASSIGN_OR_RETURN(GptqFactor f,
-                            lq.factor(attn.as<float>(), T, qd, where + " o_proj input"));
-        QW_ASSIGN_OR_RETURN(wo, lq.quantize(o_b, H, qd, f, out));
+                            lq.factor(attn.as<float>(), Tc, qd, where + " o_proj input"));
+        QW_ASSIGN_OR_RETURN(DeviceBuffer held,
+                            lq.heldout(attn.as<float>(), Tc, T, qd, where + " o_proj input"));
+        QW_ASSIGN_OR_RETURN(wo, lq.quantize(o_b, H, qd, f, out, held, l));
       }
       DeviceBuffer ao;
       QW_RETURN_IF_ERROR(lq.linear(attn.as<float>(), T, wo, H, qd, nullptr, ao, o_b));
@@ -261,9 +305,11 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
     {
       DeviceBuffer wg, wu;
       {
-        QW_ASSIGN_OR_RETURN(GptqFactor f, lq.factor(ln.as<float>(), T, H, where + " MLP input"));
-        QW_ASSIGN_OR_RETURN(wg, lq.quantize(g_b, I, H, f, out));
-        QW_ASSIGN_OR_RETURN(wu, lq.quantize(u_b, I, H, f, out));
+        QW_ASSIGN_OR_RETURN(GptqFactor f, lq.factor(ln.as<float>(), Tc, H, where + " MLP input"));
+        QW_ASSIGN_OR_RETURN(DeviceBuffer held,
+                            lq.heldout(ln.as<float>(), Tc, T, H, where + " MLP input"));
+        QW_ASSIGN_OR_RETURN(wg, lq.quantize(g_b, I, H, f, out, held, l));
+        QW_ASSIGN_OR_RETURN(wu, lq.quantize(u_b, I, H, f, out, held, l));
       }
       DeviceBuffer g, u;
       QW_RETURN_IF_ERROR(lq.linear(ln.as<float>(), T, wg, I, H, nullptr, g, g_b));
@@ -279,8 +325,10 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
       DeviceBuffer wd;
       {
         QW_ASSIGN_OR_RETURN(GptqFactor f,
-                            lq.factor(g.as<float>(), T, I, where + " down_proj input"));
-        QW_ASSIGN_OR_RETURN(wd, lq.quantize(d_b, H, I, f, out));
+                            lq.factor(g.as<float>(), Tc, I, where + " down_proj input"));
+        QW_ASSIGN_OR_RETURN(DeviceBuffer held,
+                            lq.heldout(g.as<float>(), Tc, T, I, where + " down_proj input"));
+        QW_ASSIGN_OR_RETURN(wd, lq.quantize(d_b, H, I, f, out, held, l));
       }
       DeviceBuffer dn;
       QW_RETURN_IF_ERROR(lq.linear(g.as<float>(), T, wd, H, I, nullptr, dn, d_b));
@@ -299,12 +347,17 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
   QW_RETURN_IF_ERROR(write_safetensors_index(o.out_dir, weight_map));
   const double total =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  // The quality stage only appears with a report, so the line is unchanged without one.
+  char quality[64] = "";
+  if (o.quality)
+    std::snprintf(quality, sizeof quality, ", quality report %.1f s (%lld held-out tokens)",
+                  times.quality, (long long)(T - Tc));
   std::fprintf(stderr,
                "qwc: GPTQ on the GPU: %lld layers, %lld calibration tokens in %.1f s: load %.1f s, "
                "forward %.1f s, "
-               "Hessians %.1f s, Cholesky %.1f s, GPTQ solve %.1f s, pack+write %.1f s\n",
-               (long long)c.num_hidden_layers, (long long)T, total, times.load, times.forward,
-               times.hessian, times.factor, times.solve, times.write);
+               "Hessians %.1f s, Cholesky %.1f s, GPTQ solve %.1f s, pack+write %.1f s%s\n",
+               (long long)c.num_hidden_layers, (long long)Tc, total, times.load, times.forward,
+               times.hessian, times.factor, times.solve, times.write, quality);
   return quantized_model_config(o);
 }
 

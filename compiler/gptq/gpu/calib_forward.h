@@ -7,6 +7,14 @@
 // adds as small kernels, the linears as cuBLAS SGEMM (fp32, no TF32). Device memory: the
 // activations, one layer's weights and one Hessian with its factor (about 9 GB for 7B's
 // down_proj); every buffer is freed when its sublayer is done.
+//
+// With a quality report (ModelQuantizeOptions::quality) the held-out sequences follow the
+// calibration ones through the same forward; GPTQ's Hessians sum only the calibration rows,
+// and each input's held-out Hessian measures GPTQ's and RTN's errors (quality_gpu.h). The
+// calibration rows' activations then come from the same kernels as without held-out rows,
+// except that cuBLAS may choose another SGEMM algorithm for the longer batch, which can move
+// their last bits: the weights equal those of a calibration-only GPU run up to the rounding
+// ties this backend already has against the CPU (docs/int4_layout.md).
 #pragma once
 #include "compiler/gptq/model_quantizer.h"
 

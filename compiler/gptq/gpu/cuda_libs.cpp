@@ -47,6 +47,7 @@ Expected<CudaMathApi> open_math() {
   bind(blas, api.cublas_set_math_mode, "cublasSetMathMode", missing);
   bind(blas, api.sgemm, "cublasSgemm_v2", missing);
   bind(blas, api.dsyrk, "cublasDsyrk_v2", missing);
+  bind(blas, api.dgemm, "cublasDgemm_v2", missing);
   bind(solver, api.solver_create, "cusolverDnCreate", missing);
   bind(solver, api.solver_destroy, "cusolverDnDestroy", missing);
   bind(solver, api.solver_set_stream, "cusolverDnSetStream", missing);

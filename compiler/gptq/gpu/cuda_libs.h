@@ -24,6 +24,7 @@ struct CudaMathApi {
   decltype(&cublasSetMathMode) cublas_set_math_mode = nullptr;
   decltype(&cublasSgemm_v2) sgemm = nullptr;
   decltype(&cublasDsyrk_v2) dsyrk = nullptr;
+  decltype(&cublasDgemm_v2) dgemm = nullptr;  // --quality-report's held-out errors
   decltype(&cusolverDnCreate) solver_create = nullptr;
   decltype(&cusolverDnDestroy) solver_destroy = nullptr;
   decltype(&cusolverDnSetStream) solver_set_stream = nullptr;

@@ -1,5 +1,6 @@
 // Launchers of the CUDA kernels behind GPTQ on the GPU (gptq_kernels.cu: the solver;
-// forward_kernels.cu: the calibration forward). Plain C++ interface for the host code; every
+// forward_kernels.cu: the calibration forward; quality_kernels.cu: the held-out errors of
+// --quality-report). Plain C++ interface for the host code; every
 // launcher checks its arguments' sizes against the kernel's limits and returns the launch's
 // cudaError_t (cudaErrorInvalidValue when they do not fit).
 //
@@ -68,5 +69,16 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, int
 cudaError_t launch_silu_mul(float* gate, const float* up, int64_t count, cudaStream_t s);
 // x[i] += y[i].
 cudaError_t launch_add(float* x, const float* y, int64_t count, cudaStream_t s);
+
+// ---- held-out errors (quality_kernels.cu) -------------------------------------------------
+// S [k][k] column-major with its lower triangle set (hessian_sum): copies it to the upper one.
+cudaError_t launch_mirror_lower(double* S, int64_t k, cudaStream_t s);
+// For `rows` rows of [rows][k] row-major fp32 weights: B (column-major, k x 3 rows) gets, for
+// row i, columns 3i, 3i+1, 3i+2 = W - Q_gptq, W - Q_rtn, W in double (the differences exact).
+cudaError_t launch_weight_deltas(const float* w, const float* q_gptq, const float* q_rtn,
+                                 int64_t rows, int64_t k, double* B, cudaStream_t s);
+// out[j] = sum_i C[j * k + i] * B[j * k + i] for each of `cols` columns of length k.
+cudaError_t launch_column_dots(const double* C, const double* B, int64_t k, int64_t cols,
+                               double* out, cudaStream_t s);
 
 }  // namespace qw::gptq::gpu
