@@ -7,9 +7,11 @@
 # QW_QUALITY_CALIB=FILE adds a second compile with --calib FILE (quality_7b_calib.json);
 # QW_QUALITY_CALIB=docs uses README.md + docs/*.md. The built-in text holds out 200 of its
 # 1,736 tokens and calibrates on 1,536, fewer than the 3,584 / 18,944 inputs of the 7b
-# linears: on random weights GPTQ then overfits (docs/int4_layout.md, "Quality report"), so
-# the longer text is the run that can show GPTQ <= RTN. Budget on an H100: about 5 minutes
-# (8 with the second compile).
+# linears: on random weights GPTQ then overfits and loses to RTN on held-out text (0.5b
+# shape on the CPU: 2/14 linears; 7b on the H100: 0/196). The docs give 12,800 calibration
+# tokens (qwc reads at most 16,384): 68/196 on the H100, down_proj 0/28 (docs/int4_layout.md,
+# "Quality report"; docs/int4_kernels.md). Budget on an H100: about 5 minutes (8 with the
+# second compile).
 set -u -o pipefail
 BIN=$1
 W=/tmp/qw_quality_work; rm -rf $W; mkdir -p $W; R=${OUT:-/tmp/qw_out}; mkdir -p $R

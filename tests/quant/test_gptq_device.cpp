@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "compiler/gptq/gptq_device.h"
@@ -161,6 +163,34 @@ TEST_CASE(
   REQUIRE(b.ok());
   CHECK(b->metadata().provenance()->command_line()->str().find("--gptq-device") ==
         std::string::npos);
+}
+
+TEST_CASE("compile: --quality-report hands the GPU backend the split and says gpu") {
+  const auto dir = testing::scratch_dir("gptq_device_quality");
+  size_t calib = 0, heldout = 0;
+  bool report = false;
+  GpuGptqBackend one = fake_backend(1, "Fake GPU");
+  one.quantize_model = [&](const ModelConfig& c, const Checkpoint& ck,
+                           const ModelQuantizeOptions& o) {
+    calib = o.calibration.size();
+    heldout = o.heldout.size();
+    report = o.quality != nullptr;
+    return quantize_model(c, ck, o);
+  };
+  CompileOptions o = tiny_gptq((dir / "gpu.qwart").string());
+  o.gptq_gpu = &one;
+  o.quality_report = (dir / "quality.json").string();
+  auto r = compile_checkpoint(o);
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  CHECK(r->gptq_device == "gpu");
+  CHECK(report);
+  CHECK(heldout == 1);  // 256 tokens in sequences of 128: the last is held out
+  CHECK(calib == 1);
+  std::ifstream in(o.quality_report);
+  REQUIRE(in.good());
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  CHECK(text.find("\"device\": \"gpu\"") != std::string::npos);
+  CHECK(r->quality_summary.rfind("quality: GPTQ <= RTN on ", 0) == 0);
 }
 
 TEST_CASE("host pieces shared with the GPU path") {

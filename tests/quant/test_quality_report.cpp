@@ -13,7 +13,7 @@
 //   tokens (layer 0's q/k/v inputs are the normalized embeddings of the token ids, so unseen
 //   tokens are unseen random directions), and down_proj has 384 inputs for 1,536 tokens.
 //   More text turns it around: with 12,800 calibration tokens of the repository's docs GPTQ
-//   wins on 14/14 (worst ratio 0.82, mean 0.62; act-order g32: worst 0.78; the docs move
+//   wins on 14/14 (worst ratio 0.83, mean 0.64; act-order g32: worst 0.82; the docs move
 //   these by a few hundredths as they are edited); with only 64 or 128 calibration tokens of
 //   the built-in text it loses on 14 and 13 of 14 (ratios up to 2.8).
 // * So: with the built-in text only bounds (every ratio < 1.5, mean < 1, GPTQ ahead on at
