@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -45,6 +46,40 @@ KernelModule compile_module(int64_t vocab) {
   auto mod = KernelModule::compile_for_device(cfg, plan, DType::F16, 0);
   REQUIRE_MESSAGE(mod.ok(), mod.status().message());
   return std::move(*mod);
+}
+
+// Reduces `rows` of the device logits (host copy `host`, rows `stride` apart, V used) per
+// `reqs` and checks each against the host reference: completeness, ids and values bit for
+// bit, log-sum-exp to 1e-5 (NaN and infinities exactly as the reference has them).
+void reduce_and_check(DeviceRowReducer& reducer, cudaStream_t st, const DeviceBuffer& logits_dev,
+                      const std::vector<float>& host, int64_t stride, int64_t V,
+                      const std::vector<int>& rows, const std::vector<CandidateRequest>& reqs) {
+  std::vector<RowCandidates> got(rows.size());
+  std::vector<RowCandidates*> dst;
+  for (auto& g : got) {
+    g.ids.assign(3, -7);  // poison: must be replaced
+    dst.push_back(&g);
+  }
+  const Status s = reducer.reduce(st, logits_dev.as<float>(), V, rows, reqs, dst);
+  REQUIRE_MESSAGE(s.ok(), s.message());
+  for (size_t j = 0; j < rows.size(); ++j) {
+    RowCandidates want;
+    reduce_row_to_candidates(
+        std::span<const float>(host.data() + size_t(rows[j]) * size_t(stride), size_t(V)), reqs[j],
+        want);
+    INFO("V " << V << " row " << rows[j] << " k " << reqs[j].k);
+    REQUIRE(got[j].complete == want.complete);
+    if (std::isnan(want.logsumexp))
+      CHECK(std::isnan(got[j].logsumexp));
+    else if (std::isinf(want.logsumexp))
+      CHECK(got[j].logsumexp == want.logsumexp);
+    else
+      CHECK(got[j].logsumexp == doctest::Approx(want.logsumexp).epsilon(1e-5));
+    if (!want.complete) continue;
+    REQUIRE(got[j].ids == want.ids);
+    for (size_t i = 0; i < want.values.size(); ++i)
+      CHECK(std::memcmp(&got[j].values[i], &want.values[i], 4) == 0);
+  }
 }
 
 }  // namespace
@@ -103,27 +138,8 @@ TEST_CASE("device row reduction equals the host reference") {
               LogitPenalty{id, int32_t(rng() % 4 != 0), rng() % 2 ? 0.f : float(rng() % 5) * 0.3f});
         q.penalties = pens[j];
       }
-      std::vector<RowCandidates> got(rows.size());
-      std::vector<RowCandidates*> dst;
-      for (auto& g : got) {
-        g.ids.assign(3, -7);  // poison: must be replaced
-        dst.push_back(&g);
-      }
-      const Status s = reducer->reduce(st->get(), logits_dev->as<float>(), V, rows, reqs, dst);
-      REQUIRE_MESSAGE(s.ok(), s.message());
-      for (size_t j = 0; j < rows.size(); ++j) {
-        RowCandidates want;
-        reduce_row_to_candidates(
-            std::span<const float>(host.data() + size_t(rows[j]) * size_t(stride), size_t(V)),
-            reqs[j], want);
-        INFO("V " << V << " round " << round << " row " << rows[j] << " k " << reqs[j].k);
-        REQUIRE(got[j].complete == want.complete);
-        CHECK(got[j].logsumexp == doctest::Approx(want.logsumexp).epsilon(1e-5));
-        if (!want.complete) continue;
-        REQUIRE(got[j].ids == want.ids);
-        for (size_t i = 0; i < want.values.size(); ++i)
-          CHECK(std::memcmp(&got[j].values[i], &want.values[i], 4) == 0);
-      }
+      INFO("round " << round);
+      reduce_and_check(*reducer, st->get(), *logits_dev, host, stride, V, rows, reqs);
     }
   }
 }
@@ -180,32 +196,8 @@ TEST_CASE("device greedy row reduction equals the host reference") {
           q.k = 1;
           q.temperature = rng() % 2 ? 1.f : float(0.1 + double(rng() % 100) / 50.0);
         }
-        std::vector<RowCandidates> got(rows.size());
-        std::vector<RowCandidates*> dst;
-        for (auto& g : got) {
-          g.ids.assign(3, -7);
-          dst.push_back(&g);
-        }
-        const Status s = reducer->reduce(st->get(), logits_dev->as<float>(), V, rows, reqs, dst);
-        REQUIRE_MESSAGE(s.ok(), s.message());
-        for (size_t j = 0; j < rows.size(); ++j) {
-          RowCandidates want;
-          reduce_row_to_candidates(
-              std::span<const float>(host.data() + size_t(rows[j]) * size_t(stride), size_t(V)),
-              reqs[j], want);
-          INFO("V " << V << " round " << round << " pass " << pass << " row " << rows[j]);
-          REQUIRE(got[j].complete == want.complete);
-          if (std::isnan(want.logsumexp))
-            CHECK(std::isnan(got[j].logsumexp));
-          else if (std::isinf(want.logsumexp))
-            CHECK(got[j].logsumexp == want.logsumexp);
-          else
-            CHECK(got[j].logsumexp == doctest::Approx(want.logsumexp).epsilon(1e-5));
-          if (!want.complete) continue;
-          REQUIRE(got[j].ids == want.ids);
-          for (size_t i = 0; i < want.values.size(); ++i)
-            CHECK(std::memcmp(&got[j].values[i], &want.values[i], 4) == 0);
-        }
+        INFO("round " << round << " pass " << pass);
+        reduce_and_check(*reducer, st->get(), *logits_dev, host, stride, V, rows, reqs);
       }
     }
   }

@@ -66,8 +66,22 @@ class GpuLayerQuantizer {
     return factor_hessian(ctx_, S, 1, k, k, T, o_.settings, what);
   }
 
-  // The held-out Hessian of x [T][k] (device; rows [Tc, T)) with a quality report, else an
-  // empty buffer.
+  // What quantizing the linears fed by x [T][k] needs: the factor of the Hessian of its
+  // calibration rows [0, Tc) and, with a quality report, the Hessian of its held-out rows
+  // [Tc, T) (else an empty buffer).
+  struct Inputs {
+    GptqFactor f;
+    DeviceBuffer held;
+  };
+  Expected<Inputs> inputs(const float* x, int64_t Tc, int64_t T, int64_t k,
+                          const std::string& what) {
+    Inputs in;
+    QW_ASSIGN_OR_RETURN(in.f, factor(x, Tc, k, what));
+    QW_ASSIGN_OR_RETURN(in.held, heldout(x, Tc, T, k, what));
+    return in;
+  }
+
+ private:
   Expected<DeviceBuffer> heldout(const float* x, int64_t Tc, int64_t T, int64_t k,
                                  const std::string& what) {
     if (!o_.quality) return DeviceBuffer();
@@ -75,13 +89,15 @@ class GpuLayerQuantizer {
     return heldout_hessian(ctx_, x + Tc * k, T - Tc, k, what);
   }
 
-  // Quantizes base + ".weight" ([n, k]) with `f`, appends its GPTQ tensors to `out` and
+ public:
+  // Quantizes base + ".weight" ([n, k]) with in.f, appends its GPTQ tensors to `out` and
   // returns the quantized weight on the device for the forward. With a held-out Hessian
-  // (non-empty `held`) it also appends the linear's held-out errors to the quality report,
+  // (non-empty in.held) it also appends the linear's held-out errors to the quality report,
   // as decoder layer `layer`.
-  Expected<DeviceBuffer> quantize(const std::string& base, int64_t n, int64_t k,
-                                  const GptqFactor& f, SafetensorsWriter& out,
-                                  const DeviceBuffer& held, int64_t layer) {
+  Expected<DeviceBuffer> quantize(const std::string& base, int64_t n, int64_t k, const Inputs& in,
+                                  SafetensorsWriter& out, int64_t layer) {
+    const GptqFactor& f = in.f;
+    const DeviceBuffer& held = in.held;
     if (o_.cancel && o_.cancel->load()) return Status::Error("interrupted");
     const std::string name = base + ".weight";
     DeviceBuffer w;
@@ -256,13 +272,11 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
       }
       DeviceBuffer wq, wk, wv;
       {
-        QW_ASSIGN_OR_RETURN(GptqFactor f,
-                            lq.factor(ln.as<float>(), Tc, H, where + " attention input"));
-        QW_ASSIGN_OR_RETURN(DeviceBuffer held,
-                            lq.heldout(ln.as<float>(), Tc, T, H, where + " attention input"));
-        QW_ASSIGN_OR_RETURN(wq, lq.quantize(q_b, qd, H, f, out, held, l));
-        QW_ASSIGN_OR_RETURN(wk, lq.quantize(k_b, kvd, H, f, out, held, l));
-        QW_ASSIGN_OR_RETURN(wv, lq.quantize(v_b, kvd, H, f, out, held, l));
+        QW_ASSIGN_OR_RETURN(auto in,
+                            lq.inputs(ln.as<float>(), Tc, T, H, where + " attention input"));
+        QW_ASSIGN_OR_RETURN(wq, lq.quantize(q_b, qd, H, in, out, l));
+        QW_ASSIGN_OR_RETURN(wk, lq.quantize(k_b, kvd, H, in, out, l));
+        QW_ASSIGN_OR_RETURN(wv, lq.quantize(v_b, kvd, H, in, out, l));
       }
       DeviceBuffer q, k, v;
       QW_RETURN_IF_ERROR(lq.linear(ln.as<float>(), T, wq, qd, H, bq.as<float>(), q, q_b));
@@ -285,11 +299,9 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
     {
       DeviceBuffer wo;
       {
-        QW_ASSIGN_OR_RETURN(GptqFactor f,
-                            lq.factor(attn.as<float>(), Tc, qd, where + " o_proj input"));
-        QW_ASSIGN_OR_RETURN(DeviceBuffer held,
-                            lq.heldout(attn.as<float>(), Tc, T, qd, where + " o_proj input"));
-        QW_ASSIGN_OR_RETURN(wo, lq.quantize(o_b, H, qd, f, out, held, l));
+        QW_ASSIGN_OR_RETURN(auto in,
+                            lq.inputs(attn.as<float>(), Tc, T, qd, where + " o_proj input"));
+        QW_ASSIGN_OR_RETURN(wo, lq.quantize(o_b, H, qd, in, out, l));
       }
       DeviceBuffer ao;
       QW_RETURN_IF_ERROR(lq.linear(attn.as<float>(), T, wo, H, qd, nullptr, ao, o_b));
@@ -305,11 +317,9 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
     {
       DeviceBuffer wg, wu;
       {
-        QW_ASSIGN_OR_RETURN(GptqFactor f, lq.factor(ln.as<float>(), Tc, H, where + " MLP input"));
-        QW_ASSIGN_OR_RETURN(DeviceBuffer held,
-                            lq.heldout(ln.as<float>(), Tc, T, H, where + " MLP input"));
-        QW_ASSIGN_OR_RETURN(wg, lq.quantize(g_b, I, H, f, out, held, l));
-        QW_ASSIGN_OR_RETURN(wu, lq.quantize(u_b, I, H, f, out, held, l));
+        QW_ASSIGN_OR_RETURN(auto in, lq.inputs(ln.as<float>(), Tc, T, H, where + " MLP input"));
+        QW_ASSIGN_OR_RETURN(wg, lq.quantize(g_b, I, H, in, out, l));
+        QW_ASSIGN_OR_RETURN(wu, lq.quantize(u_b, I, H, in, out, l));
       }
       DeviceBuffer g, u;
       QW_RETURN_IF_ERROR(lq.linear(ln.as<float>(), T, wg, I, H, nullptr, g, g_b));
@@ -324,11 +334,9 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
       u.reset();
       DeviceBuffer wd;
       {
-        QW_ASSIGN_OR_RETURN(GptqFactor f,
-                            lq.factor(g.as<float>(), Tc, I, where + " down_proj input"));
-        QW_ASSIGN_OR_RETURN(DeviceBuffer held,
-                            lq.heldout(g.as<float>(), Tc, T, I, where + " down_proj input"));
-        QW_ASSIGN_OR_RETURN(wd, lq.quantize(d_b, H, I, f, out, held, l));
+        QW_ASSIGN_OR_RETURN(auto in,
+                            lq.inputs(g.as<float>(), Tc, T, I, where + " down_proj input"));
+        QW_ASSIGN_OR_RETURN(wd, lq.quantize(d_b, H, I, in, out, l));
       }
       DeviceBuffer dn;
       QW_RETURN_IF_ERROR(lq.linear(g.as<float>(), T, wd, H, I, nullptr, dn, d_b));
