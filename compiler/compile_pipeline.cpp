@@ -1,15 +1,15 @@
 #include "compiler/compile_pipeline.h"
 
+#include <unistd.h>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <future>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <mutex>
 #include <optional>
-#include <unistd.h>
 
 #include "artifact_format.h"
 #include "compiler/gptq/calib_text.h"
@@ -37,7 +37,9 @@ namespace fs = std::filesystem;
 // sequential I/O, small enough to keep peak RSS far under the model size.
 constexpr uint64_t kChunkBytes = uint64_t(64) << 20;
 
-std::string dtype_flag(DType d) { return d == DType::BF16 ? "bf16" : "fp16"; }
+std::string dtype_flag(DType d) {
+  return d == DType::BF16 ? "bf16" : "fp16";
+}
 
 // Removes the quantizer's scratch checkpoint however the compile ends.
 struct ScratchDir {
@@ -53,10 +55,11 @@ struct Int4Source {
   gptq::GptqConfig config;
   std::optional<Checkpoint> quantized;  // scratch checkpoint when qwc quantized the model
   ScratchDir scratch;
-  std::string calib_sha256;             // of the calibration text, for provenance
-  double seconds = 0;                   // spent quantizing
-  std::string gptq_device;              // where GPTQ ran ("cpu" / "gpu"), empty otherwise
+  std::string calib_sha256;                    // of the calibration text, for provenance
+  double seconds = 0;                          // spent quantizing
+  std::string gptq_device;                     // where GPTQ ran ("cpu" / "gpu"), empty otherwise
   std::optional<gptq::QualityReport> quality;  // with --quality-report
+  std::string damp_search_summary;             // when the damping search ran
 };
 
 Expected<std::vector<std::vector<int32_t>>> calibration_tokens(const CompileOptions& o,
@@ -92,8 +95,9 @@ Status prepare_int4(const CompileOptions& o, const ModelConfig& config, const Ch
   if (o.group_size != 32 && o.group_size != 64 && o.group_size != 128 && o.group_size != -1)
     return Status::Error("--group-size must be 32, 64, 128 or -1");
   if (!o.rtn && o.calib_file.empty() && !o.calib_builtin)
-    return Status::Error("--dtype int4-gptq on an FP16/BF16 checkpoint needs --calib FILE, "
-                         "--calib-builtin or --rtn");
+    return Status::Error(
+        "--dtype int4-gptq on an FP16/BF16 checkpoint needs --calib FILE, "
+        "--calib-builtin or --rtn");
   gptq::ModelQuantizeOptions q;
   q.settings.group_size = o.group_size;
   q.settings.sym = true;
@@ -112,6 +116,9 @@ Status prepare_int4(const CompileOptions& o, const ModelConfig& config, const Ch
     src.gptq_device = gptq::gptq_device_name(where.device);
   }
   std::vector<gptq::LinearQuality> linears;
+  // The report's held-out sequences are removed first: the search splits what GPTQ uses.
+  gptq::DampSearchPlan search;
+  std::vector<gptq::DampChoice> choices;
   if (!o.quality_report.empty()) {
     QW_ASSIGN_OR_RETURN(gptq::CalibrationSplit split, gptq::split_heldout(q.calibration));
     gptq::QualityReport& r = src.quality.emplace();
@@ -132,6 +139,21 @@ Status prepare_int4(const CompileOptions& o, const ModelConfig& config, const Ch
     q.heldout = std::move(split.heldout);
     q.quality = &linears;
   }
+  if (!o.rtn) {
+    search = gptq::plan_damp_search(q.calibration, o.damp_search);
+    if (search.requested && !search.enabled) std::fprintf(stderr, "qwc: %s\n", search.note.c_str());
+    q.damp_search = search.enabled;
+    if (search.enabled) q.damp_choices = &choices;
+    if (src.quality) {
+      gptq::DampSearchInfo& d = src.quality->damp_search;
+      d.requested = search.requested;
+      d.enabled = search.enabled;
+      d.fit_tokens = search.fit_tokens;
+      d.val_tokens = search.val_tokens;
+      d.by_sequence = search.by_sequence;
+      d.note = search.note;
+    }
+  }
   src.scratch.path = o.output + ".gptq.tmp." + std::to_string(::getpid());
   q.out_dir = src.scratch.path;
   const auto t0 = std::chrono::steady_clock::now();
@@ -141,6 +163,15 @@ Status prepare_int4(const CompileOptions& o, const ModelConfig& config, const Ch
     QW_ASSIGN_OR_RETURN(src.config, gptq::quantize_model(config, ckpt, q));
   }
   src.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (search.enabled) {
+    const size_t want = size_t(config.num_hidden_layers) * 7;
+    if (choices.size() != want)
+      return Status::Error("internal: the damping search chose for " +
+                           std::to_string(choices.size()) + " linears, the model has " +
+                           std::to_string(want));
+    src.damp_search_summary = gptq::damp_search_summary(choices);
+    if (src.quality) src.quality->damp_choices = choices;
+  }
   if (src.quality) {
     const size_t want = size_t(config.num_hidden_layers) * 7;
     if (linears.size() != want)
@@ -156,9 +187,10 @@ Status prepare_int4(const CompileOptions& o, const ModelConfig& config, const Ch
 // Files whose bytes determine the artifact, hashed for provenance in background threads
 // so hashing overlaps the conversion.
 std::vector<std::string> provenance_files(const std::string& dir, const Checkpoint& ckpt) {
-  std::vector<std::string> names = {"config.json", "generation_config.json", "quantize_config.json",
-                                    "model.safetensors.index.json", "tokenizer.json",
-                                    "tokenizer_config.json", "chat_template.jinja"};
+  std::vector<std::string> names = {"config.json",          "generation_config.json",
+                                    "quantize_config.json", "model.safetensors.index.json",
+                                    "tokenizer.json",       "tokenizer_config.json",
+                                    "chat_template.jinja"};
   std::vector<std::string> out;
   for (const auto& n : names)
     if (fs::exists(fs::path(dir) / n)) out.push_back(n);
@@ -190,8 +222,9 @@ class TensorEmitter {
         std::mutex mu;
         parallel_for(nr, threads_, [&](int64_t b, int64_t e) {
           for (int64_t r = b; r < e; ++r) {
-            const uint8_t* s = src->data + (uint64_t(p.row_begin + r0 + r) * src_cols +
-                                            uint64_t(p.col_begin)) * src_esize;
+            const uint8_t* s =
+                src->data +
+                (uint64_t(p.row_begin + r0 + r) * src_cols + uint64_t(p.col_begin)) * src_esize;
             Status rs = convert_elements(s, src->dtype, buf_.data() + uint64_t(r) * row_bytes,
                                          dtype_, uint64_t(p.col_count), stats_);
             if (!rs.ok()) {
@@ -202,7 +235,8 @@ class TensorEmitter {
         });
         if (!st.ok()) return st.context("tensor " + p.source);
         if (stats_.overflows.load() != over_before)
-          return Status::Error("tensor " + p.source + " has values beyond the fp16 range (±65504); "
+          return Status::Error("tensor " + p.source +
+                               " has values beyond the fp16 range (±65504); "
                                "compile with --dtype bf16");
         QW_RETURN_IF_ERROR(w_.write(buf_));
         bytes_read += uint64_t(nr) * uint64_t(p.col_count) * src_esize;
@@ -240,11 +274,15 @@ std::string normalized_command_line(const CompileOptions& o) {
                   " --tp " + std::to_string(o.tp);
   if (o.int4 && (o.rtn || o.calib_builtin || !o.calib_file.empty())) {
     s += " --group-size " + std::to_string(o.group_size);
-    s += o.rtn ? " --rtn" : o.calib_builtin && o.calib_file.empty() ? " --calib-builtin" : " --calib FILE";
+    s += o.rtn                                     ? " --rtn"
+         : o.calib_builtin && o.calib_file.empty() ? " --calib-builtin"
+                                                   : " --calib FILE";
     if (o.act_order) s += " --act-order";
     if (!o.rtn && o.damp_percent != 0.01) s += " --damp " + std::to_string(o.damp_percent);
     // The held-out split changes the Hessians, so the weights; the report's path does not.
     if (!o.rtn && !o.quality_report.empty()) s += " --quality-report";
+    if (!o.rtn) s += " --calib-max-tokens " + std::to_string(o.calib_max_tokens);
+    if (!o.rtn && !o.damp_search) s += " --no-damp-search";
   }
   if (!o.archs.empty()) {
     s += " --arch ";
@@ -257,6 +295,9 @@ Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   if (o.dtype != DType::F16 && o.dtype != DType::BF16)
     return Status::Error("--dtype must be fp16 or bf16");
+  if (o.calib_max_tokens < 1)
+    return Status::Error("--calib-max-tokens must be at least 1, got " +
+                         std::to_string(o.calib_max_tokens));
   // The report compares GPTQ with RTN: refused before anything is read when GPTQ will not run,
   // and an unwritable path is found now, not after the quantization.
   if (!o.quality_report.empty()) {
@@ -271,9 +312,11 @@ Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
   QW_ASSIGN_OR_RETURN(GenerationDefaults gen, read_generation_config(o.checkpoint_dir, config));
   QW_ASSIGN_OR_RETURN(TpPlan plan, make_tp_plan(config, o.tp));
   QW_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::open(o.checkpoint_dir));
-  QW_ASSIGN_OR_RETURN(std::optional<gptq::GptqConfig> imported, gptq::read_gptq_config(o.checkpoint_dir));
+  QW_ASSIGN_OR_RETURN(std::optional<gptq::GptqConfig> imported,
+                      gptq::read_gptq_config(o.checkpoint_dir));
   if (imported && !o.int4)
-    return Status::Error(imported->source + ": the checkpoint is GPTQ-quantized; compile it with "
+    return Status::Error(imported->source +
+                         ": the checkpoint is GPTQ-quantized; compile it with "
                          "--dtype int4-gptq");
   if (o.int4 && o.dtype != DType::F16)
     return Status::Error("internal: int4-gptq keeps its unquantized tensors in fp16");
@@ -310,15 +353,16 @@ Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
   const auto files = provenance_files(o.checkpoint_dir, ckpt);
   std::vector<std::future<Expected<std::string>>> hashes;
   for (const auto& f : files)
-    hashes.push_back(std::async(std::launch::async, [p = (fs::path(o.checkpoint_dir) / f).string()] {
-      return sha256_file(p);
-    }));
+    hashes.push_back(
+        std::async(std::launch::async,
+                   [p = (fs::path(o.checkpoint_dir) / f).string()] { return sha256_file(p); }));
 
   uint64_t total = 0;
   for (const auto& r : ranks)
     for (const auto& e : r)
-      total += e.quantized ? gptq::Int4Emitter::approx_bytes(e.quant)
-                           : uint64_t(e.plain.rows()) * uint64_t(e.plain.row_elems()) * dtype_size(o.dtype);
+      total += e.quantized
+                   ? gptq::Int4Emitter::approx_bytes(e.quant)
+                   : uint64_t(e.plain.rows()) * uint64_t(e.plain.row_elems()) * dtype_size(o.dtype);
 
   QW_ASSIGN_OR_RETURN(ArtifactWriter w, ArtifactWriter::create(o.output));
   ConversionStats stats;
@@ -343,10 +387,12 @@ Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
     bar.finish();
   }
   if (!tokenizer.empty()) {
-    QW_RETURN_IF_ERROR(w.add_compressed_section("tokenizer", fb::SectionKind::Tokenizer, tokenizer).status());
+    QW_RETURN_IF_ERROR(
+        w.add_compressed_section("tokenizer", fb::SectionKind::Tokenizer, tokenizer).status());
   }
   if (!kernels.blob.empty()) {
-    QW_RETURN_IF_ERROR(w.add_compressed_section("kernels", fb::SectionKind::Kernels, kernels.blob).status());
+    QW_RETURN_IF_ERROR(
+        w.add_compressed_section("kernels", fb::SectionKind::Kernels, kernels.blob).status());
   }
 
   ArtifactMetadata meta;
@@ -360,7 +406,8 @@ Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
   // The GPU's GPTQ differs from the CPU's in rare rounding ties (docs/int4_layout.md), so the
   // artifact says which one ran; CPU compiles keep the command line they always had.
   if (int4.gptq_device == "gpu") meta.command_line += " --gptq-device gpu";
-  if (!int4.calib_sha256.empty()) meta.command_line += " (calibration text sha256 " + int4.calib_sha256 + ")";
+  if (!int4.calib_sha256.empty())
+    meta.command_line += " (calibration text sha256 " + int4.calib_sha256 + ")";
   meta.kernels = kernels.images;
   for (size_t i = 0; i < files.size(); ++i) {
     QW_ASSIGN_OR_RETURN(std::string sha, hashes[i].get());
@@ -380,6 +427,7 @@ Expected<CompileReport> compile_checkpoint(const CompileOptions& o) {
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   report.quantize_seconds = int4.seconds;
   report.gptq_device = int4.gptq_device;
+  report.damp_search_summary = int4.damp_search_summary;
   return report;
 }
 

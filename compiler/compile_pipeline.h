@@ -49,7 +49,15 @@ struct CompileOptions {
   std::string calib_file;
   bool calib_builtin = false;
   int64_t calib_seq_len = 512;
-  int64_t calib_max_tokens = 16384;
+  // --calib-max-tokens: the calibration text's first tokens used (>= 1). The default is above
+  // the 18,944 inputs of 7B's down_proj. The calibration forward keeps every token's
+  // activations, so its memory grows linearly with this: at most 2 (hidden + intermediate)
+  // fp32 per token on the GPU (7B: 5.9 GB at 32768 tokens), 4 hidden + 2 q + 2 kv + 2
+  // intermediate in RAM on the CPU (7B: 7.9 GB); the Hessians do not depend on it.
+  int64_t calib_max_tokens = 32768;
+  // GPTQ's dampening chosen per linear on a validation split of the calibration tokens
+  // (compiler/gptq/damp_search.h); false = --no-damp-search, plain GPTQ with damp_percent.
+  bool damp_search = true;
   // Where GPTQ runs (--gptq-device): auto = the GPU when `gptq_gpu` is set and finds a
   // device, else the CPU. qwc sets `gptq_gpu` when built with CUDA; it must outlive the call.
   gptq::GptqDevice gptq_device = gptq::GptqDevice::kAuto;
@@ -68,9 +76,10 @@ struct CompileReport {
   uint64_t underflows = 0;
   uint64_t overflows = 0;
   double seconds = 0;
-  double quantize_seconds = 0;  // RTN/GPTQ into the scratch checkpoint (int4-gptq only)
-  std::string gptq_device;      // "cpu" or "gpu" when qwc ran GPTQ, else empty
-  std::string quality_summary;  // with --quality-report: its one-line summary
+  double quantize_seconds = 0;      // RTN/GPTQ into the scratch checkpoint (int4-gptq only)
+  std::string gptq_device;          // "cpu" or "gpu" when qwc ran GPTQ, else empty
+  std::string quality_summary;      // with --quality-report: its one-line summary
+  std::string damp_search_summary;  // GPTQ with the damping search: its one-line summary
 };
 
 Expected<CompileReport> compile_checkpoint(const CompileOptions& opts);

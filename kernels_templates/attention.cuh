@@ -18,10 +18,10 @@
 // at batch 1 one block did the whole row serially (9 us of a ~190 us layer).
 #define QW_ROPE_THREADS (QW_D / 2)
 extern "C" __global__ void __launch_bounds__(QW_ROPE_THREADS)
-qkv_rope_kv(const float* __restrict__ qkv, const wt* __restrict__ bias,
-            const int* __restrict__ positions, const long long* __restrict__ slots,
-            const float* __restrict__ inv_freq, float mscale, float* __restrict__ q_out,
-            wt* __restrict__ kc, wt* __restrict__ vc, int rows) {
+    qkv_rope_kv(const float* __restrict__ qkv, const wt* __restrict__ bias,
+                const int* __restrict__ positions, const long long* __restrict__ slots,
+                const float* __restrict__ inv_freq, float mscale, float* __restrict__ q_out,
+                wt* __restrict__ kc, wt* __restrict__ vc, int rows) {
   qw_pdl_trigger();
   qw_pdl_wait();
   const int r = blockIdx.x, h = blockIdx.y;
@@ -65,37 +65,35 @@ qkv_rope_kv(const float* __restrict__ qkv, const wt* __restrict__ bias,
 #define QW_ATT_WARPS 4
 #define QW_DPL (QW_D / 32)
 
-// One block per (query row, kv head, split z of nsplit: z-th part of this row's keys). Each warp takes whole KV blocks (one key per
-// lane), the group's QW_G query heads share every K/V load. Softmax in fp32 (base 2).
-// nsplit == 1: writes out (16-bit, [rows, kQHeads, D]) directly. nsplit > 1: writes partial
-// (unnormalised o, max, sum) for attention_combine.
-extern "C" __global__ void __launch_bounds__(QW_ATT_WARPS * 32)
-attention_paged(const float* __restrict__ q, const wt* __restrict__ kc, const wt* __restrict__ vc,
-                const int* __restrict__ row_seq, const int* __restrict__ positions,
-                const int* __restrict__ block_tables, int bt_stride, int nsplit, float scale_log2, wt* __restrict__ out, float* __restrict__ part_o,
-                float* __restrict__ part_ml) {
-  static_assert(QW_D % 32 == 0 && QW_D % 8 == 0, "head_dim must be a multiple of 32");
-  static_assert(QW_BT == 32, "one KV block per warp iteration: 32 tokens");
-  const int r = blockIdx.x, kh = blockIdx.y, z = blockIdx.z;
+// Shared memory of a decode attention block.
+struct AttnShared {
+  float qs[QW_G][QW_D];                 // the group's queries, times scale_log2
+  float ps[QW_ATT_WARPS][QW_G][QW_BT];  // one warp's probabilities of its KV block
+  float ml[QW_ATT_WARPS][QW_G][2];      // per warp: running max, sum
+  float o[QW_ATT_WARPS][QW_G][QW_D];    // per warp: unnormalised output
+};
+
+// KV loads: read-only (nc) where the cache cannot change during the kernel; coherent where
+// this kernel wrote the newest key itself (attention_decode).
+template <bool kNc>
+__device__ __forceinline__ uint4 kv_load16(const wt* p) {
+  if constexpr (kNc) return ldg16(p);
+  return *reinterpret_cast<const uint4*>(p);
+}
+template <bool kNc>
+__device__ __forceinline__ uint2 kv_load8(const wt* p) {
+  if constexpr (kNc) return __ldg(reinterpret_cast<const uint2*>(p));
+  return *reinterpret_cast<const uint2*>(p);
+}
+
+// Keys of KV blocks [b0, b1) (positions <= pos) for kv head kh against sh.qs: each warp takes
+// whole KV blocks (one key per lane) and leaves its softmax statistics and unnormalised
+// output in sh.ml / sh.o. Ends with a barrier.
+template <bool kNc>
+__device__ __forceinline__ void attend_blocks(AttnShared& sh, const wt* __restrict__ kc,
+                                              const wt* __restrict__ vc, const int* table, int kh,
+                                              int pos, int b0, int b1) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  __shared__ float qs[QW_G][QW_D];
-  __shared__ float ps[QW_ATT_WARPS][QW_G][QW_BT];
-  __shared__ float sm_ml[QW_ATT_WARPS][QW_G][2];
-  __shared__ float sm_o[QW_ATT_WARPS][QW_G][QW_D];
-  qw_pdl_trigger();
-  qw_pdl_wait();
-
-  const float* qr = q + ((long long)r * qwc::kQHeads + kh * QW_G) * QW_D;
-  for (int i = threadIdx.x; i < QW_G * QW_D; i += blockDim.x) (&qs[0][0])[i] = qr[i] * scale_log2;
-  __syncthreads();
-
-  const int pos = positions[r];
-  const int nblk = pos / QW_BT + 1;
-  const int bps = (nblk + nsplit - 1) / nsplit;  // each row splits its own context
-  const int b0 = z * bps;
-  const int b1 = min(b0 + bps, nblk);
-  const int* table = block_tables + (long long)row_seq[r] * bt_stride;
-
   float m[QW_G], l[QW_G], acc[QW_G][QW_DPL];
 #pragma unroll
   for (int g = 0; g < QW_G; ++g) {
@@ -116,11 +114,11 @@ attention_paged(const float* __restrict__ q, const wt* __restrict__ kc, const wt
 #pragma unroll 4
     for (int c = 0; c < QW_D; c += 8) {
       float kf[8];
-      unpack8(ldg16(krow + c), kf);
+      unpack8(kv_load16<kNc>(krow + c), kf);
 #pragma unroll
       for (int g = 0; g < QW_G; ++g) {
 #pragma unroll
-        for (int e = 0; e < 8; ++e) s[g] = fmaf(qs[g][c + e], kf[e], s[g]);
+        for (int e = 0; e < 8; ++e) s[g] = fmaf(sh.qs[g][c + e], kf[e], s[g]);
       }
     }
     const bool valid = b * QW_BT + lane <= pos;
@@ -134,7 +132,7 @@ attention_paged(const float* __restrict__ q, const wt* __restrict__ kc, const wt
 #pragma unroll
       for (int d = 0; d < QW_DPL; ++d) acc[g][d] *= corr;
       m[g] = mn;
-      ps[warp][g][lane] = p;
+      sh.ps[warp][g][lane] = p;
     }
     __syncwarp();
     // Only the valid keys of the block: slots past `pos` may hold anything (even NaN), and
@@ -145,7 +143,7 @@ attention_paged(const float* __restrict__ q, const wt* __restrict__ kc, const wt
       float vf[QW_DPL];
       const wt* vrow = vb + j * QW_D + lane * QW_DPL;
       if constexpr (QW_DPL == 4) {
-        const uint2 raw = __ldg(reinterpret_cast<const uint2*>(vrow));
+        const uint2 raw = kv_load8<kNc>(vrow);
         unpack2(raw.x, vf[0], vf[1]);
         unpack2(raw.y, vf[2], vf[3]);
       } else {
@@ -154,7 +152,7 @@ attention_paged(const float* __restrict__ q, const wt* __restrict__ kc, const wt
       }
 #pragma unroll
       for (int g = 0; g < QW_G; ++g) {
-        const float p = ps[warp][g][j];
+        const float p = sh.ps[warp][g][j];
 #pragma unroll
         for (int d = 0; d < QW_DPL; ++d) acc[g][d] = fmaf(p, vf[d], acc[g][d]);
       }
@@ -162,32 +160,76 @@ attention_paged(const float* __restrict__ q, const wt* __restrict__ kc, const wt
     __syncwarp();
   }
 
-  // Merge the warps.
 #pragma unroll
   for (int g = 0; g < QW_G; ++g) {
     const float lsum = warp_sum(l[g]);
     if (lane == 0) {
-      sm_ml[warp][g][0] = m[g];
-      sm_ml[warp][g][1] = lsum;
+      sh.ml[warp][g][0] = m[g];
+      sh.ml[warp][g][1] = lsum;
     }
 #pragma unroll
-    for (int d = 0; d < QW_DPL; ++d) sm_o[warp][g][lane * QW_DPL + d] = acc[g][d];
+    for (int d = 0; d < QW_DPL; ++d) sh.o[warp][g][lane * QW_DPL + d] = acc[g][d];
   }
   __syncthreads();
+}
+
+// The block's warps merged for head g of the group, dimension d: max M, sum L, output O.
+__device__ __forceinline__ void merge_warps(const AttnShared& sh, int g, int d, float& M, float& L,
+                                            float& O) {
+  M = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < QW_ATT_WARPS; ++w) M = fmaxf(M, sh.ml[w][g][0]);
+  L = 0.f;
+  O = 0.f;
+  if (M != -INFINITY) {
+#pragma unroll
+    for (int w = 0; w < QW_ATT_WARPS; ++w) {
+      const float f = exp2f(sh.ml[w][g][0] - M);
+      L += sh.ml[w][g][1] * f;
+      O += sh.o[w][g][d] * f;
+    }
+  }
+}
+
+// This row's keys split in nsplit parts of whole KV blocks: part z is [b0, b1).
+__device__ __forceinline__ void split_range(int pos, int nsplit, int z, int& b0, int& b1) {
+  const int nblk = pos / QW_BT + 1;
+  const int bps = (nblk + nsplit - 1) / nsplit;  // each row splits its own context
+  b0 = z * bps;
+  b1 = min(b0 + bps, nblk);
+}
+
+// One block per (query row, kv head, split z of nsplit: z-th part of this row's keys). Each
+// warp takes whole KV blocks (one key per lane), the group's QW_G query heads share every K/V
+// load. Softmax in fp32 (base 2). nsplit == 1: writes out (16-bit, [rows, kQHeads, D])
+// directly. nsplit > 1: writes partial (unnormalised o, max, sum) for attention_combine.
+extern "C" __global__ void __launch_bounds__(QW_ATT_WARPS * 32)
+    attention_paged(const float* __restrict__ q, const wt* __restrict__ kc,
+                    const wt* __restrict__ vc, const int* __restrict__ row_seq,
+                    const int* __restrict__ positions, const int* __restrict__ block_tables,
+                    int bt_stride, int nsplit, float scale_log2, wt* __restrict__ out,
+                    float* __restrict__ part_o, float* __restrict__ part_ml) {
+  static_assert(QW_D % 32 == 0 && QW_D % 8 == 0, "head_dim must be a multiple of 32");
+  static_assert(QW_BT == 32, "one KV block per warp iteration: 32 tokens");
+  const int r = blockIdx.x, kh = blockIdx.y, z = blockIdx.z;
+  __shared__ AttnShared sh;
+  qw_pdl_trigger();
+  qw_pdl_wait();
+
+  const float* qr = q + ((long long)r * qwc::kQHeads + kh * QW_G) * QW_D;
+  for (int i = threadIdx.x; i < QW_G * QW_D; i += blockDim.x)
+    (&sh.qs[0][0])[i] = qr[i] * scale_log2;
+  __syncthreads();
+
+  const int pos = positions[r];
+  int b0, b1;
+  split_range(pos, nsplit, z, b0, b1);
+  attend_blocks<true>(sh, kc, vc, block_tables + (long long)row_seq[r] * bt_stride, kh, pos, b0,
+                      b1);
   for (int i = threadIdx.x; i < QW_G * QW_D; i += blockDim.x) {
     const int g = i / QW_D, d = i - g * QW_D;
-    float M = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < QW_ATT_WARPS; ++w) M = fmaxf(M, sm_ml[w][g][0]);
-    float L = 0.f, O = 0.f;
-    if (M != -INFINITY) {
-#pragma unroll
-      for (int w = 0; w < QW_ATT_WARPS; ++w) {
-        const float f = exp2f(sm_ml[w][g][0] - M);
-        L += sm_ml[w][g][1] * f;
-        O += sm_o[w][g][d] * f;
-      }
-    }
+    float M, L, O;
+    merge_warps(sh, g, d, M, L, O);
     const int h = kh * QW_G + g;
     if (nsplit == 1) {
       out[((long long)r * qwc::kQHeads + h) * QW_D + d] = from_f32(O / L);
@@ -200,6 +242,151 @@ attention_paged(const float* __restrict__ q, const wt* __restrict__ kc, const wt
       }
     }
   }
+}
+
+// Decode attention with the QKV epilogue and the split merge fused in (one launch per layer
+// instead of three: at batch 1 the qkv_rope_kv and attention_combine launches cost about as
+// much as their work). Rows are decode rows: one new token each, of distinct sequences.
+// Block (r, kh, z) as attention_paged, except that a row uses only as many of the nsplit
+// parts as it has KV blocks (short contexts: fewer partials to merge); the others return at
+// once. Every block applies bias + RoPE to its group's queries itself (qkv_rope_kv's
+// arithmetic, so q is bit-identical); the block whose part holds position pos also writes the
+// new key and value into the cache and reads them back after a barrier (coherent loads: the
+// cache changes during this kernel). With more than one part each block publishes its
+// partial; the last of the row's parts to arrive (integer counter per (row, kv head), reset
+// by it) merges them. counters: rows x kKvHeads ints, zero before the first launch.
+// nsplit <= 32; partials are laid out with stride nsplit as for attention_combine.
+#define QW_DEC_THREADS (QW_ATT_WARPS * 32)
+#define QW_DEC_PER ((QW_G * QW_D + QW_DEC_THREADS - 1) / QW_DEC_THREADS)
+extern "C" __global__ void __launch_bounds__(QW_DEC_THREADS)
+    attention_decode(const float* __restrict__ qkv, const wt* __restrict__ bias,
+                     const int* __restrict__ positions, const long long* __restrict__ slots,
+                     const float* __restrict__ inv_freq, float mscale, wt* __restrict__ kc,
+                     wt* __restrict__ vc, const int* __restrict__ row_seq,
+                     const int* __restrict__ block_tables, int bt_stride, int nsplit,
+                     float scale_log2, wt* __restrict__ out, float* __restrict__ part_o,
+                     float* __restrict__ part_ml, int* __restrict__ counters) {
+  constexpr int half = QW_D / 2;
+  const int r = blockIdx.x, kh = blockIdx.y, z = blockIdx.z;
+  __shared__ AttnShared sh;
+  __shared__ float rc[half], rs[half];          // cos, sin (times mscale) of this row's position
+  __shared__ float wz[QW_G][32], lz[QW_G][32];  // merge: split statistics, then weights
+  __shared__ float lg[QW_G];
+  __shared__ int last;
+  qw_pdl_trigger();
+  qw_pdl_wait();
+  const int pos = positions[r];
+  // Parts actually used: `parts` of bps KV blocks each (at least one per warp: a part's
+  // warps run side by side, while every extra part costs the merge a serial round), all
+  // non-empty.
+  const int nblk = pos / QW_BT + 1;
+  const int bps = max(QW_ATT_WARPS, (nblk + nsplit - 1) / nsplit);
+  const int parts = (nblk + bps - 1) / bps;
+  if (z >= parts) return;
+  const int b0 = z * bps, b1 = min(b0 + bps, nblk);
+  for (int j = threadIdx.x; j < half; j += blockDim.x) {
+    float s, c;
+    sincosf(float(pos) * inv_freq[j], &s, &c);
+    rc[j] = c * mscale;
+    rs[j] = s * mscale;
+  }
+  __syncthreads();
+  const float* in = qkv + (long long)r * QW_QKV_COLS;
+  // RoPE (rotate_half) of the head whose columns start at `base`: j < half pairs with j + half.
+  auto rope = [&](int base, int d) {
+    const int j = d < half ? d : d - half;
+    const float x0 = in[base + j] + to_f32(bias[base + j]);
+    const float x1 = in[base + j + half] + to_f32(bias[base + j + half]);
+    return d < half ? x0 * rc[j] - x1 * rs[j] : x1 * rc[j] + x0 * rs[j];
+  };
+  for (int i = threadIdx.x; i < QW_G * QW_D; i += blockDim.x) {
+    const int g = i / QW_D, d = i - g * QW_D;
+    (&sh.qs[0][0])[i] = rope((kh * QW_G + g) * QW_D, d) * scale_log2;
+  }
+  if (z == parts - 1) {  // this part holds the new token
+    const long long slot = slots[r];
+    const long long blk = slot / QW_BT, off = slot - blk * QW_BT;
+    const long long at = ((blk * qwc::kKvHeads + kh) * QW_BT + off) * QW_D;
+    const int kbase = (qwc::kQHeads + kh) * QW_D,
+              vbase = (qwc::kQHeads + qwc::kKvHeads + kh) * QW_D;
+    for (int d = threadIdx.x; d < QW_D; d += blockDim.x) {
+      kc[at + d] = from_f32(rope(kbase, d));
+      vc[at + d] = from_f32(in[vbase + d] + to_f32(bias[vbase + d]));
+    }
+  }
+  __syncthreads();  // queries in place; the new key and value visible to the block
+
+  attend_blocks<false>(sh, kc, vc, block_tables + (long long)row_seq[r] * bt_stride, kh, pos, b0,
+                       b1);
+  for (int i = threadIdx.x; i < QW_G * QW_D; i += blockDim.x) {
+    const int g = i / QW_D, d = i - g * QW_D;
+    float M, L, O;
+    merge_warps(sh, g, d, M, L, O);
+    const int h = kh * QW_G + g;
+    if (parts == 1) {
+      out[((long long)r * qwc::kQHeads + h) * QW_D + d] = from_f32(O / L);
+    } else {
+      const long long pi = ((long long)r * qwc::kQHeads + h) * nsplit + z;
+      __stcg(part_o + pi * QW_D + d, O);
+      if (d == 0) __stcg(reinterpret_cast<float2*>(part_ml) + pi, make_float2(M, L));
+    }
+  }
+  if (parts == 1) return;
+  __threadfence();
+  __syncthreads();
+  int* counter = counters + r * qwc::kKvHeads + kh;
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1) == parts - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  // The merge, in parallel: a thread per (head, part) loads the statistics, a thread per head
+  // weighs them, and each thread sums its QW_DEC_PER outputs over the parts with all of their
+  // loads in flight together.
+  const long long base = ((long long)r * qwc::kQHeads + kh * QW_G) * nsplit;  // (head, part 0)
+  for (int i = threadIdx.x; i < QW_G * parts; i += blockDim.x) {
+    const int g = i / parts, s = i - g * parts;
+    const float2 st =
+        __ldcg(reinterpret_cast<const float2*>(part_ml) + base + (long long)g * nsplit + s);
+    wz[g][s] = st.x;
+    lz[g][s] = st.y;
+  }
+  __syncthreads();
+  for (int g = threadIdx.x; g < QW_G; g += blockDim.x) {
+    float M = -INFINITY;
+    for (int s = 0; s < parts; ++s) M = fmaxf(M, wz[g][s]);  // finite: every part has keys
+    float L = 0.f;
+    for (int s = 0; s < parts; ++s) {
+      const float f = exp2f(wz[g][s] - M);
+      wz[g][s] = f;
+      L += lz[g][s] * f;
+    }
+    lg[g] = L;
+  }
+  __syncthreads();
+  float O[QW_DEC_PER];
+#pragma unroll
+  for (int k = 0; k < QW_DEC_PER; ++k) O[k] = 0.f;
+#pragma unroll 4
+  for (int s = 0; s < parts; ++s) {
+#pragma unroll
+    for (int k = 0; k < QW_DEC_PER; ++k) {
+      const int i = int(threadIdx.x) + k * QW_DEC_THREADS;
+      if (i < QW_G * QW_D) {
+        const int g = i / QW_D, d = i - g * QW_D;
+        O[k] =
+            fmaf(__ldcg(part_o + ((base + (long long)g * nsplit + s) * QW_D + d)), wz[g][s], O[k]);
+      }
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < QW_DEC_PER; ++k) {
+    const int i = int(threadIdx.x) + k * QW_DEC_THREADS;
+    if (i < QW_G * QW_D) {
+      const int g = i / QW_D;
+      out[((long long)r * qwc::kQHeads + kh * QW_G) * QW_D + i] = from_f32(O[k] / lg[g]);
+    }
+  }
+  if (threadIdx.x == 0) *counter = 0;
 }
 
 // Merges nsplit (<= QW_D, the host caps it at 32) partials per (row, head). Block: QW_D
@@ -250,9 +437,10 @@ extern "C" __global__ void attention_combine(const float* __restrict__ part_o,
 #define QW_FA_LDS (QW_D + 8)  // shared row stride: +16 bytes, conflict-free ldmatrix
 
 extern "C" __global__ void __launch_bounds__(QW_FA_THREADS)
-attention_prefill_tc(const float* __restrict__ q, const wt* __restrict__ kc, const wt* __restrict__ vc,
-                     const int4* __restrict__ tiles, const int* __restrict__ block_tables, int bt_stride,
-                     float scale_log2, wt* __restrict__ out) {
+    attention_prefill_tc(const float* __restrict__ q, const wt* __restrict__ kc,
+                         const wt* __restrict__ vc, const int4* __restrict__ tiles,
+                         const int* __restrict__ block_tables, int bt_stride, float scale_log2,
+                         wt* __restrict__ out) {
   constexpr int D = QW_D, BN = QW_FA_BN, LDS = QW_FA_LDS;
   constexpr int NT_S = BN / 8, NT_O = D / 8, KS_Q = D / 16;
   static_assert(D % 32 == 0 && NT_S % 2 == 0 && NT_O % 2 == 0, "flash tile shape");
@@ -400,11 +588,13 @@ attention_prefill_tc(const float* __restrict__ q, const wt* __restrict__ kc, con
   if (r0 < nrows) {
     wt* dst = out + ((long long)(row_start + r0) * qwc::kQHeads + h) * D + 2 * t;
 #pragma unroll
-    for (int n = 0; n < NT_O; ++n) *reinterpret_cast<u32*>(dst + n * 8) = pack2(o[n][0] * inv0, o[n][1] * inv0);
+    for (int n = 0; n < NT_O; ++n)
+      *reinterpret_cast<u32*>(dst + n * 8) = pack2(o[n][0] * inv0, o[n][1] * inv0);
   }
   if (r1 < nrows) {
     wt* dst = out + ((long long)(row_start + r1) * qwc::kQHeads + h) * D + 2 * t;
 #pragma unroll
-    for (int n = 0; n < NT_O; ++n) *reinterpret_cast<u32*>(dst + n * 8) = pack2(o[n][2] * inv1, o[n][3] * inv1);
+    for (int n = 0; n < NT_O; ++n)
+      *reinterpret_cast<u32*>(dst + n * 8) = pack2(o[n][2] * inv1, o[n][3] * inv1);
   }
 }

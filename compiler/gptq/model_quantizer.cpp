@@ -32,10 +32,17 @@ std::vector<float> linear(const std::vector<float>& x, int64_t tokens, const std
   parallel_for(n, threads, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r)
       for (int64_t t = 0; t < tokens; ++t)
-        y[size_t(t * n + r)] = cpu::dot(&x[size_t(t * k)], &w[size_t(r * k)], k) + (bias ? bias[r] : 0.0f);
+        y[size_t(t * n + r)] =
+            cpu::dot(&x[size_t(t * k)], &w[size_t(r * k)], k) + (bias ? bias[r] : 0.0f);
   });
   return y;
 }
+
+// The Hessians of one sublayer input: every calibration token (plain GPTQ), or its fit and
+// validation tokens and their sum (the damping search), and the held-out tokens (a report).
+struct InputHessians {
+  std::optional<Hessian> all, fit, val, full, held;
+};
 
 class LayerQuantizer {
  public:
@@ -43,29 +50,48 @@ class LayerQuantizer {
                  ProgressBar& bar)
       : c_(c), ck_(ck), o_(o), bar_(bar) {}
 
-  // Quantizes base (+".weight", [n, k]) with the Hessian of its inputs (GPTQ) or alone (RTN),
-  // appends its GPTQ tensors and returns the dequantized weight the forward continues with.
-  // With `held` (the held-out Hessian of the same input) it also appends the linear's
-  // held-out errors to the quality report, as decoder layer `layer`.
+  // Quantizes base (+".weight", [n, k]) with the Hessians of its inputs (GPTQ, with or without
+  // the damping search) or alone (RTN, h null), appends its GPTQ tensors and returns the
+  // dequantized weight the forward continues with. With a held-out Hessian it also appends the
+  // linear's held-out errors to the quality report, as decoder layer `layer`.
   Expected<std::vector<float>> quantize(const std::string& base, int64_t n, int64_t k,
-                                        const Hessian* h, SafetensorsWriter& out,
-                                        const Hessian* held = nullptr, int64_t layer = 0) {
+                                        const InputHessians* h, SafetensorsWriter& out,
+                                        int64_t layer = 0) {
     if (o_.cancel && o_.cancel->load()) return Status::Error("interrupted");
     QW_ASSIGN_OR_RETURN(std::vector<float> w,
                         load_tensor_f32(ck_, base + ".weight", n * k, o_.settings.threads));
-    Expected<QuantizedLinear> q = h ? quantize_gptq(w.data(), n, k, *h, o_.settings)
-                                    : quantize_rtn(w.data(), n, k, o_.settings);
+    std::optional<DampChoice> choice;
+    Expected<QuantizedLinear> q = Status::Error("not run");
+    if (!h) {
+      q = quantize_rtn(w.data(), n, k, o_.settings);
+    } else if (h->all) {
+      q = quantize_gptq(w.data(), n, k, *h->all, o_.settings);
+    } else {
+      Expected<SearchedLinear> r =
+          quantize_damp_searched(w.data(), n, k, *h->fit, *h->val, *h->full, o_.settings);
+      if (r.ok()) {
+        q = std::move(r->q);
+        choice = r->choice;
+      } else {
+        q = r.status();
+      }
+    }
     if (!q.ok()) return q.status().context("tensor " + base + ".weight");
     QW_RETURN_IF_ERROR(write_gptq_linear(out, base, *q, CheckpointFormat::kGptqV2));
+    if (choice && o_.damp_choices) {
+      choice->layer = layer;
+      choice->linear = linear_short_name(base);
+      o_.damp_choices->push_back(*choice);
+    }
     bar_.advance(1);
     if (!h) return std::vector<float>();
     std::vector<float> deq = dequantize_linear(*q, o_.settings.threads);
-    if (held && o_.quality) {
+    if (h->held && o_.quality) {
       Expected<std::vector<float>> rtn = rtn_dequantized(w.data(), n, k, o_.settings);
       if (!rtn.ok()) return rtn.status().context("tensor " + base + ".weight (RTN)");
       o_.quality->push_back(
           {layer, linear_short_name(base),
-           heldout_errors(*held, w.data(), deq.data(), rtn->data(), n, k, o_.settings.threads)});
+           heldout_errors(*h->held, w.data(), deq.data(), rtn->data(), n, k, o_.settings.threads)});
     }
     return deq;
   }
@@ -182,10 +208,12 @@ std::string linear_short_name(const std::string& base) {
   return dot == std::string::npos ? base : base.substr(dot + 1);
 }
 
-std::vector<std::vector<int32_t>> split_calibration(const std::vector<int32_t>& ids, int64_t seq_len) {
+std::vector<std::vector<int32_t>> split_calibration(const std::vector<int32_t>& ids,
+                                                    int64_t seq_len) {
   std::vector<std::vector<int32_t>> out;
   for (size_t b = 0; b < ids.size(); b += size_t(seq_len))
-    out.emplace_back(ids.begin() + int64_t(b), ids.begin() + int64_t(std::min(ids.size(), b + size_t(seq_len))));
+    out.emplace_back(ids.begin() + int64_t(b),
+                     ids.begin() + int64_t(std::min(ids.size(), b + size_t(seq_len))));
   if (out.size() > 1 && out.back().size() < 16) out.pop_back();  // too short to be useful
   return out;
 }
@@ -197,7 +225,8 @@ Expected<GptqConfig> quantize_model(const ModelConfig& c, const Checkpoint& ck,
   const int64_t qd = nq * hd, kvd = nkv * hd;
   const unsigned th = std::max(1u, o.settings.threads);
   const bool gptq = !o.rtn;
-  if (gptq && o.calibration.empty()) return Status::Error("GPTQ needs calibration text (--calib FILE or --calib-builtin)");
+  if (gptq && o.calibration.empty())
+    return Status::Error("GPTQ needs calibration text (--calib FILE or --calib-builtin)");
   QW_RETURN_IF_ERROR(check_quality_options(o));
   const bool quality = o.quality != nullptr;
   std::error_code ec;
@@ -228,12 +257,28 @@ Expected<GptqConfig> quantize_model(const ModelConfig& c, const Checkpoint& ck,
     QW_ASSIGN_OR_RETURN(x, embed_calibration(c, ck, seqs));
     QW_ASSIGN_OR_RETURN(rope, cpu::compute_rope_params(c));
   }
-  // The held-out Hessian of an input [T][k] (rows Tc..T), when there is a report.
-  auto held_hessian = [&](const std::vector<float>& in, int64_t k) {
-    std::optional<Hessian> h;
+  // The damping search's split of the calibration tokens [0, Tc) into runs of fit and
+  // validation tokens (none without the search, or with too few validation tokens).
+  const DampSearchPlan plan = plan_damp_search(o.calibration, gptq && o.damp_search);
+  const std::vector<TokenRun> runs = mask_runs(plan.val_mask);
+  // The Hessians of an input [T][k]: its calibration rows [0, Tc) whole or split, and with a
+  // report its held-out rows [Tc, T).
+  auto input_hessians = [&](const std::vector<float>& in, int64_t k) -> Expected<InputHessians> {
+    InputHessians h;
+    if (plan.enabled) {
+      h.fit.emplace(k);
+      h.val.emplace(k);
+      for (const TokenRun& r : runs)
+        (r.val ? *h.val : *h.fit).add(&in[size_t(r.begin * k)], r.count, th);
+      h.full.emplace(*h.fit);
+      QW_RETURN_IF_ERROR(h.full->add_sum(*h.val));
+    } else {
+      h.all.emplace(k);
+      h.all->add(in.data(), Tc, th);
+    }
     if (quality) {
-      h.emplace(k);
-      h->add(&in[size_t(Tc * k)], T - Tc, th);
+      h.held.emplace(k);
+      h.held->add(&in[size_t(Tc * k)], T - Tc, th);
     }
     return h;
   };
@@ -244,25 +289,29 @@ Expected<GptqConfig> quantize_model(const ModelConfig& c, const Checkpoint& ck,
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     auto L = [&](const char* s) { return names::layer(l, s); };
     SafetensorsWriter out;
-    const std::string q_b = L("self_attn.q_proj"), k_b = L("self_attn.k_proj"), v_b = L("self_attn.v_proj");
+    const std::string q_b = L("self_attn.q_proj"), k_b = L("self_attn.k_proj"),
+                      v_b = L("self_attn.v_proj");
     const std::string o_b = L("self_attn.o_proj"), g_b = L("mlp.gate_proj"), u_b = L("mlp.up_proj");
     const std::string d_b = L("mlp.down_proj");
     if (!gptq) {
-      for (auto [b, n, k] : {std::tuple{q_b, qd, H}, {k_b, kvd, H}, {v_b, kvd, H}, {o_b, H, qd},
-                             {g_b, I, H}, {u_b, I, H}, {d_b, H, I}})
+      for (auto [b, n, k] : {std::tuple{q_b, qd, H},
+                             {k_b, kvd, H},
+                             {v_b, kvd, H},
+                             {o_b, H, qd},
+                             {g_b, I, H},
+                             {u_b, I, H},
+                             {d_b, H, I}})
         QW_RETURN_IF_ERROR(lq.quantize(b, n, k, nullptr, out).status());
     } else {
       QW_ASSIGN_OR_RETURN(auto ln1_w, load_f32(ck, L(names::kInputNorm), H));
       QW_ASSIGN_OR_RETURN(auto ln2_w, load_f32(ck, L(names::kPostNorm), H));
       std::vector<float> ln(size_t(T * H));
-      for (int64_t t = 0; t < T; ++t) cpu::rms_norm(&x[size_t(t * H)], ln1_w.data(), H, c.rms_norm_eps, &ln[size_t(t * H)]);
-      Hessian h_in(H);
-      h_in.add(ln.data(), Tc, th);
-      const std::optional<Hessian> held_in = held_hessian(ln, H);
-      const Hessian* hi = held_in ? &*held_in : nullptr;
-      QW_ASSIGN_OR_RETURN(auto wq, lq.quantize(q_b, qd, H, &h_in, out, hi, l));
-      QW_ASSIGN_OR_RETURN(auto wk, lq.quantize(k_b, kvd, H, &h_in, out, hi, l));
-      QW_ASSIGN_OR_RETURN(auto wv, lq.quantize(v_b, kvd, H, &h_in, out, hi, l));
+      for (int64_t t = 0; t < T; ++t)
+        cpu::rms_norm(&x[size_t(t * H)], ln1_w.data(), H, c.rms_norm_eps, &ln[size_t(t * H)]);
+      QW_ASSIGN_OR_RETURN(const InputHessians h_in, input_hessians(ln, H));
+      QW_ASSIGN_OR_RETURN(auto wq, lq.quantize(q_b, qd, H, &h_in, out, l));
+      QW_ASSIGN_OR_RETURN(auto wk, lq.quantize(k_b, kvd, H, &h_in, out, l));
+      QW_ASSIGN_OR_RETURN(auto wv, lq.quantize(v_b, kvd, H, &h_in, out, l));
       QW_ASSIGN_OR_RETURN(auto bq, load_f32(ck, q_b + ".bias", qd));
       QW_ASSIGN_OR_RETURN(auto bk, load_f32(ck, k_b + ".bias", kvd));
       QW_ASSIGN_OR_RETURN(auto bv, load_f32(ck, v_b + ".bias", kvd));
@@ -280,28 +329,21 @@ Expected<GptqConfig> quantize_model(const ModelConfig& c, const Checkpoint& ck,
         attention(&q[size_t(b * qd)], &k[size_t(b * kvd)], &v[size_t(b * kvd)], n, nq, nkv, hd,
                   &attn[size_t(b * qd)], th);
       }
-      Hessian h_o(qd);
-      h_o.add(attn.data(), Tc, th);
-      const std::optional<Hessian> held_o = held_hessian(attn, qd);
-      QW_ASSIGN_OR_RETURN(auto wo,
-                          lq.quantize(o_b, H, qd, &h_o, out, held_o ? &*held_o : nullptr, l));
+      QW_ASSIGN_OR_RETURN(const InputHessians h_o, input_hessians(attn, qd));
+      QW_ASSIGN_OR_RETURN(auto wo, lq.quantize(o_b, H, qd, &h_o, out, l));
       auto ao = linear(attn, T, wo, H, qd, nullptr, th);
       for (size_t i = 0; i < x.size(); ++i) x[i] += ao[i];
-      for (int64_t t = 0; t < T; ++t) cpu::rms_norm(&x[size_t(t * H)], ln2_w.data(), H, c.rms_norm_eps, &ln[size_t(t * H)]);
-      Hessian h_mlp(H);
-      h_mlp.add(ln.data(), Tc, th);
-      const std::optional<Hessian> held_mlp = held_hessian(ln, H);
-      const Hessian* hm = held_mlp ? &*held_mlp : nullptr;
-      QW_ASSIGN_OR_RETURN(auto wg, lq.quantize(g_b, I, H, &h_mlp, out, hm, l));
-      QW_ASSIGN_OR_RETURN(auto wu, lq.quantize(u_b, I, H, &h_mlp, out, hm, l));
+      for (int64_t t = 0; t < T; ++t)
+        cpu::rms_norm(&x[size_t(t * H)], ln2_w.data(), H, c.rms_norm_eps, &ln[size_t(t * H)]);
+      QW_ASSIGN_OR_RETURN(const InputHessians h_mlp, input_hessians(ln, H));
+      QW_ASSIGN_OR_RETURN(auto wg, lq.quantize(g_b, I, H, &h_mlp, out, l));
+      QW_ASSIGN_OR_RETURN(auto wu, lq.quantize(u_b, I, H, &h_mlp, out, l));
       auto g = linear(ln, T, wg, I, H, nullptr, th);
       auto u = linear(ln, T, wu, I, H, nullptr, th);
-      for (int64_t t = 0; t < T; ++t) cpu::silu_mul(&g[size_t(t * I)], &u[size_t(t * I)], I, &g[size_t(t * I)]);
-      Hessian h_d(I);
-      h_d.add(g.data(), Tc, th);
-      const std::optional<Hessian> held_d = held_hessian(g, I);
-      QW_ASSIGN_OR_RETURN(auto wd,
-                          lq.quantize(d_b, H, I, &h_d, out, held_d ? &*held_d : nullptr, l));
+      for (int64_t t = 0; t < T; ++t)
+        cpu::silu_mul(&g[size_t(t * I)], &u[size_t(t * I)], I, &g[size_t(t * I)]);
+      QW_ASSIGN_OR_RETURN(const InputHessians h_d, input_hessians(g, I));
+      QW_ASSIGN_OR_RETURN(auto wd, lq.quantize(d_b, H, I, &h_d, out, l));
       auto dn = linear(g, T, wd, H, I, nullptr, th);
       for (size_t i = 0; i < x.size(); ++i) x[i] += dn[i];
     }

@@ -14,12 +14,19 @@
 // every step of the forward treats tokens (attention: sequences) independently and the
 // Hessians sum the calibration tokens in the same order, so the quantized weights are
 // bit-identical to those from the calibration sequences alone.
+//
+// With `damp_search` (damp_search.h) each input's calibration tokens are split into fit and
+// validation tokens by position; the forward is unchanged, each linear picks RTN or GPTQ with
+// d, 10d or 100d by its validation error and is then quantized on every calibration token.
+// Without it (the default here; qwc compile turns it on unless --no-damp-search) the result is
+// the plain GPTQ above, bit for bit.
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "compiler/gptq/damp_search.h"
 #include "compiler/gptq/quality_report.h"
 #include "compiler/gptq/quant_config.h"
 #include "compiler/gptq/quantizer.h"
@@ -36,7 +43,12 @@ struct ModelQuantizeOptions {
   // held-out errors are appended (layer by layer, in quantization order). Both or neither.
   std::vector<std::vector<int32_t>> heldout;
   std::vector<LinearQuality>* quality = nullptr;
-  std::string out_dir;                            // receives the gptq_v2 checkpoint
+  // GPTQ: choose each linear's dampening on a validation split (damp_search.h). Falls back to
+  // plain GPTQ, silently, when plan_damp_search finds too few validation tokens (qwc says so).
+  bool damp_search = false;
+  // With the search: each linear's choice is appended here (in quantization order), if set.
+  std::vector<DampChoice>* damp_choices = nullptr;
+  std::string out_dir;  // receives the gptq_v2 checkpoint
   const std::atomic<bool>* cancel = nullptr;
 };
 
@@ -61,6 +73,7 @@ Status check_quality_options(const ModelQuantizeOptions& opts);
 std::string linear_short_name(const std::string& base);
 
 // The calibration text cut into token sequences of at most `seq_len` tokens.
-std::vector<std::vector<int32_t>> split_calibration(const std::vector<int32_t>& ids, int64_t seq_len);
+std::vector<std::vector<int32_t>> split_calibration(const std::vector<int32_t>& ids,
+                                                    int64_t seq_len);
 
 }  // namespace qw::gptq

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "compiler/gptq/damp_search.h"
 #include "core/parallel.h"
 
 namespace qw::gptq {
@@ -20,8 +22,6 @@ namespace {
 
 // Held out: every kHeldoutStride-th sequence counting back from the last (about 20%).
 constexpr size_t kHeldoutStride = 5;
-// Rows whose forms are evaluated in one pass over H_h (its rows are reused from cache).
-constexpr int64_t kRowsPerPass = 4;
 
 double ratio(const HeldoutErrors& e) {
   if (e.rtn > 0) return e.gptq / e.rtn;
@@ -64,52 +64,9 @@ Expected<CalibrationSplit> split_heldout(const std::vector<std::vector<int32_t>>
 
 HeldoutErrors heldout_errors(const Hessian& h, const float* w, const float* q_gptq,
                              const float* q_rtn, int64_t n, int64_t k, unsigned threads) {
-  const std::vector<double>& H = h.sum();  // lower triangle, row-major: (a, c <= a) at a * k + c
-  std::vector<HeldoutErrors> rows(static_cast<size_t>(n));
-  parallel_for(n, std::max(1u, threads), [&](int64_t b, int64_t e) {
-    // The vectors of one pass, interleaved v[c * kVectors + f]: 3 per row (W - Q_gptq,
-    // W - Q_rtn, W) in double, where the differences are exact; a short last pass is padded
-    // with zeros. Each vector's sums run over c in order whatever else shares the pass, so a
-    // row's forms do not depend on how the rows were split.
-    constexpr int64_t kVectors = 3 * kRowsPerPass;
-    std::vector<double> v(size_t(kVectors * k));
-    for (int64_t r0 = b; r0 < e; r0 += kRowsPerPass) {
-      const int64_t m = std::min(kRowsPerPass, e - r0);
-      std::fill(v.begin(), v.end(), 0.0);
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t c = 0; c < k; ++c) {
-          const size_t src = size_t((r0 + i) * k + c);
-          const double wv = double(w[src]);
-          double* vc = &v[size_t(c * kVectors + 3 * i)];
-          vc[0] = wv - double(q_gptq[src]);
-          vc[1] = wv - double(q_rtn[src]);
-          vc[2] = wv;
-        }
-      // x^T H x = sum_a x_a (H_aa x_a + 2 sum_{c < a} H_ac x_c): the lower triangle only, one
-      // pass over it for all the vectors.
-      double acc[kVectors] = {};
-      for (int64_t a = 0; a < k; ++a) {
-        const double* ha = &H[size_t(a * k)];
-        double s[kVectors] = {};
-        for (int64_t c = 0; c < a; ++c) {
-          const double hc = ha[c];
-          const double* vc = &v[size_t(c * kVectors)];
-          for (int64_t f = 0; f < kVectors; ++f) s[f] += hc * vc[f];
-        }
-        const double* va = &v[size_t(a * kVectors)];
-        for (int64_t f = 0; f < kVectors; ++f) acc[f] += va[f] * (ha[a] * va[f] + 2 * s[f]);
-      }
-      for (int64_t i = 0; i < m; ++i)
-        rows[size_t(r0 + i)] = {acc[3 * i], acc[3 * i + 1], acc[3 * i + 2]};
-    }
-  });
-  HeldoutErrors total;
-  for (const HeldoutErrors& r : rows) {
-    total.gptq += r.gptq;
-    total.rtn += r.rtn;
-    total.reference += r.reference;
-  }
-  return total;
+  // Three forms per row: W - Q_gptq, W - Q_rtn and W itself (damp_search.h).
+  const std::vector<double> f = weight_error_forms(h, w, {q_gptq, q_rtn, nullptr}, n, k, threads);
+  return {f[0], f[1], f[2]};
 }
 
 std::vector<float> dequantize_linear(const QuantizedLinear& q, unsigned threads) {
@@ -142,8 +99,13 @@ QualitySummary summarize(const QualityReport& r) {
   return s;
 }
 
-std::string quality_report_json(const QualityReport& r) {
+Expected<std::string> quality_report_json(const QualityReport& r) {
   using oj = nlohmann::ordered_json;
+  const bool searched = !r.damp_choices.empty();
+  if (searched && r.damp_choices.size() != r.linears.size())
+    return Status::Error("internal: the quality report has " + std::to_string(r.linears.size()) +
+                         " linears and " + std::to_string(r.damp_choices.size()) +
+                         " damping choices");
   oj j;
   j["device"] = r.device;
   j["group_size"] = r.group_size;
@@ -158,8 +120,30 @@ std::string quality_report_json(const QualityReport& r) {
       "err = sum over held-out tokens and output rows of (x (W - dequant(Q))^T)^2, computed as "
       "trace(D H_h D^T) with H_h = X_h^T X_h; *_rel = err / ||X_h W^T||^2; RTN: round to "
       "nearest with the same group size and zero points";
+  {
+    oj d;
+    d["enabled"] = r.damp_search.enabled;
+    if (!r.damp_search.note.empty()) d["note"] = r.damp_search.note;
+    d["fit_tokens"] = r.damp_search.fit_tokens;
+    d["validation_tokens"] = r.damp_search.val_tokens;
+    d["validation"] =
+        r.damp_search.by_sequence
+            ? "calibration sequences i with i % 5 == 2, whole"
+            : "positions [64j, 64j + 64) with j % 5 == 4 of every calibration sequence";
+    oj cands = oj::array();
+    for (const DampCandidate& c : kDampCandidateList)
+      cands.push_back({{"name", c.name},
+                       {"damp", c.factor == 0 ? oj(nullptr) : oj(c.factor * r.damp_percent)}});
+    d["candidates"] = std::move(cands);
+    d["choice"] =
+        "smallest validation error trace(D H_val D^T), D = W - dequant(Q), GPTQ candidates "
+        "fitted on H_fit; ties: RTN, then the larger dampening; a GPTQ winner is quantized again "
+        "with its dampening on H_fit + H_val";
+    j["damp_search"] = std::move(d);
+  }
   oj layers = oj::array();
-  for (const LinearQuality& l : r.linears) {
+  for (size_t i = 0; i < r.linears.size(); ++i) {
+    const LinearQuality& l = r.linears[i];
     oj e;
     e["layer"] = l.layer;
     e["linear"] = l.linear;
@@ -170,6 +154,23 @@ std::string quality_report_json(const QualityReport& r) {
     e["ratio"] = ratio(l.err);
     e["reference"] = l.err.reference;
     e["gptq_le_rtn"] = l.err.gptq <= l.err.rtn;
+    if (searched) {
+      const DampChoice& c = r.damp_choices[i];
+      if (c.layer != l.layer || c.linear != l.linear)
+        return Status::Error("internal: damping choice " + std::to_string(i) + " is layer " +
+                             std::to_string(c.layer) + " " + c.linear + ", the report's " +
+                             std::to_string(l.layer) + " " + l.linear);
+      e["method"] = c.rtn() ? "rtn" : "gptq";
+      e["damp"] = c.rtn() ? oj(nullptr) : oj(c.damp);
+      e["damp_candidate"] = kDampCandidateList[size_t(c.candidate)].name;
+      oj v;
+      for (int k = 0; k < kDampCandidates; ++k)
+        v[kDampCandidateList[size_t(k)].name] = c.val_err[size_t(k)];
+      e["val_err"] = std::move(v);
+    } else {
+      e["method"] = "gptq";
+      e["damp"] = r.damp_percent;
+    }
     layers.push_back(std::move(e));
   }
   j["layers"] = std::move(layers);
@@ -178,6 +179,16 @@ std::string quality_report_json(const QualityReport& r) {
                   {"gptq_le_rtn", s.gptq_le_rtn},
                   {"worst_ratio", s.worst_ratio},
                   {"mean_ratio", s.mean_ratio}};
+  if (searched) {
+    std::array<int64_t, kDampCandidates> count{};
+    for (const DampChoice& c : r.damp_choices) ++count[size_t(c.candidate)];
+    oj d;
+    d["gptq"] = count[1] + count[2] + count[3];
+    d["rtn"] = count[0];
+    for (int k = 1; k < kDampCandidates; ++k)
+      d[kDampCandidateList[size_t(k)].name] = count[size_t(k)];
+    j["summary"]["damp_search"] = std::move(d);
+  }
   return j.dump(2) + "\n";
 }
 
@@ -204,11 +215,12 @@ Status check_quality_report_path(const std::string& path) {
 }
 
 Status write_quality_report(const std::string& path, const QualityReport& r) {
+  QW_ASSIGN_OR_RETURN(const std::string text, quality_report_json(r));
   const std::string tmp = temp_path(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
     return Status::Error(path + ": cannot write the quality report: " + std::strerror(errno));
-  Status st = write_all(fd, quality_report_json(r), tmp);
+  Status st = write_all(fd, text, tmp);
   if (st.ok() && ::fsync(fd) != 0)
     st = Status::Error(tmp + ": fsync failed: " + std::strerror(errno));
   if (::close(fd) != 0 && st.ok())

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "compiler/gptq/damp_search.h"
 #include "compiler/gptq/gptq_tensors.h"
 #include "compiler/gptq/quantizer.h"
 #include "core/status.h"
@@ -61,6 +62,14 @@ struct LinearQuality {
   HeldoutErrors err;
 };
 
+// The damping search as it ran (damp_search.h).
+struct DampSearchInfo {
+  bool requested = false, enabled = false;
+  int64_t fit_tokens = 0, val_tokens = 0;
+  bool by_sequence = false;  // validation: whole sequences (else blocks of positions)
+  std::string note;          // requested but off: why
+};
+
 struct QualityReport {
   std::string device;  // "cpu" | "gpu"
   int64_t group_size = 0;
@@ -68,6 +77,8 @@ struct QualityReport {
   double damp_percent = 0;
   int64_t calib_sequences = 0, calib_tokens = 0, heldout_sequences = 0, heldout_tokens = 0;
   std::vector<LinearQuality> linears;  // in quantization order
+  DampSearchInfo damp_search;
+  std::vector<DampChoice> damp_choices;  // with the search: one per linear, as `linears`
 };
 
 struct QualitySummary {
@@ -76,8 +87,9 @@ struct QualitySummary {
 };
 QualitySummary summarize(const QualityReport& r);
 
-// The report as JSON text (format in docs/int4_layout.md).
-std::string quality_report_json(const QualityReport& r);
+// The report as JSON text (format in docs/int4_layout.md). Fails (naming the linear) when
+// damp_choices is neither empty nor aligned with linears.
+Expected<std::string> quality_report_json(const QualityReport& r);
 // "quality: GPTQ <= RTN on 14/14 linears, worst ratio 0.83, mean 0.61".
 std::string quality_summary_line(const QualityReport& r);
 

@@ -31,14 +31,17 @@ Params find_params(float lo, float hi, bool sym) {
   uint16_t s16 = f32_to_f16(std::min(scale, 65504.0f));
   if ((s16 & 0x7fff) == 0) s16 = 0x0001;  // smallest subnormal: never divide by zero
   const float s = f16_to_f32(s16);
-  const int zero = sym ? (kMaxQ + 1) / 2 : int(std::clamp(std::nearbyint(-xmin / s), 0.0f, float(kMaxQ)));
+  const int zero =
+      sym ? (kMaxQ + 1) / 2 : int(std::clamp(std::nearbyint(-xmin / s), 0.0f, float(kMaxQ)));
   return {s16, s, zero};
 }
 
 inline int quantize_one(float x, const Params& p) {
   return int(std::clamp(std::nearbyint(x / p.scale) + float(p.zero), 0.0f, float(kMaxQ)));
 }
-inline float dequantize_one(int q, const Params& p) { return p.scale * float(q - p.zero); }
+inline float dequantize_one(int q, const Params& p) {
+  return p.scale * float(q - p.zero);
+}
 
 QuantizedLinear empty_result(int64_t n, int64_t k, const QuantizeSettings& s) {
   QuantizedLinear q;
@@ -76,7 +79,8 @@ bool cholesky_lower(std::vector<double>& a, int64_t k, unsigned threads) {
 // Upper Cholesky factor U of H^-1 (H^-1 = U^T U), from H's lower factor L: with the
 // reversal J, chol(J H^-1 J) ... is avoided by the direct route: H^-1 = L^-T L^-1, then a
 // second Cholesky. O(k^3); fine for the CPU path's sizes.
-bool inverse_upper_cholesky(std::vector<double> h, int64_t k, unsigned threads, std::vector<double>& u) {
+bool inverse_upper_cholesky(std::vector<double> h, int64_t k, unsigned threads,
+                            std::vector<double>& u) {
   if (!cholesky_lower(h, k, threads)) return false;
   // Linv = L^-1 (lower), column by column.
   std::vector<double> linv(size_t(k * k), 0.0);
@@ -147,7 +151,8 @@ std::vector<int32_t> gptq_group_index(const std::vector<int64_t>& perm, int64_t 
   return g;
 }
 
-Expected<QuantizedLinear> quantize_rtn(const float* w, int64_t n, int64_t k, const QuantizeSettings& s) {
+Expected<QuantizedLinear> quantize_rtn(const float* w, int64_t n, int64_t k,
+                                       const QuantizeSettings& s) {
   QW_RETURN_IF_ERROR(check_quantize_shape(n, k, s));
   QuantizedLinear q = empty_result(n, k, s);
   const int64_t gs = q.group_size;
@@ -183,6 +188,13 @@ void Hessian::add(const float* x, int64_t tokens, unsigned threads) {
   tokens_ += tokens;
 }
 
+Status Hessian::add_sum(const Hessian& o) {
+  if (o.k_ != k_) return Status::Error("internal: Hessian dimension mismatch");
+  for (size_t i = 0; i < h_.size(); ++i) h_[i] += o.h_[i];
+  tokens_ += o.tokens_;
+  return Status::Ok();
+}
+
 Expected<QuantizedLinear> quantize_gptq(const float* w, int64_t n, int64_t k, const Hessian& hs,
                                         const QuantizeSettings& s) {
   QW_RETURN_IF_ERROR(check_quantize_shape(n, k, s));
@@ -214,7 +226,8 @@ Expected<QuantizedLinear> quantize_gptq(const float* w, int64_t n, int64_t k, co
   std::vector<double> hp(size_t(k * k));
   std::vector<float> wp(size_t(k * n));
   for (int64_t i = 0; i < k; ++i) {
-    for (int64_t j = 0; j < k; ++j) hp[size_t(i * k + j)] = h[size_t(perm[size_t(i)] * k + perm[size_t(j)])];
+    for (int64_t j = 0; j < k; ++j)
+      hp[size_t(i * k + j)] = h[size_t(perm[size_t(i)] * k + perm[size_t(j)])];
     std::copy_n(&wt[size_t(perm[size_t(i)] * n)], n, &wp[size_t(i * n)]);
   }
   const double mean_diag = mean_permuted_diagonal(diag, perm);

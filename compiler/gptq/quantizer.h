@@ -26,7 +26,8 @@ struct QuantizeSettings {
 };
 
 // w is row-major [n][k] (HF layout).
-Expected<QuantizedLinear> quantize_rtn(const float* w, int64_t n, int64_t k, const QuantizeSettings& s);
+Expected<QuantizedLinear> quantize_rtn(const float* w, int64_t n, int64_t k,
+                                       const QuantizeSettings& s);
 
 // Running Hessian of one layer input: h += x^T x over the rows of x [tokens][k] (summed in a
 // fixed order whatever the thread count, so compiles are reproducible).
@@ -34,6 +35,8 @@ class Hessian {
  public:
   explicit Hessian(int64_t k) : k_(k), h_(size_t(k * k), 0.0) {}
   void add(const float* x, int64_t tokens, unsigned threads);
+  // h += o's sum (element by element), tokens += o's: the Hessian of both token sets.
+  Status add_sum(const Hessian& o);
   int64_t dim() const { return k_; }
   int64_t tokens() const { return tokens_; }
   const std::vector<double>& sum() const { return h_; }

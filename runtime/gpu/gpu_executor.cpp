@@ -43,8 +43,8 @@ size_t tiles_offset(int64_t rows) {
 constexpr int kDecodeBuckets[] = {1, 2, 4, 8, 16, 32, 64};
 constexpr int kFlashRows = 64;  // query rows per flash-attention tile (QW_FA_BM)
 
-// QW_PDL=0, QW_ATTN=paged, QW_GEMV_MAX_ROWS=N, QW_GEMV_KS=1|2|4, QW_TC_MAX_ROWS=N, QW_GRAPH_MAX=N
-// override the options
+// QW_PDL=0, QW_ATTN=paged, QW_GEMV_MAX_ROWS=N, QW_GEMV_KS=1|2|4, QW_TC_MAX_ROWS=N, QW_GRAPH_MAX=N,
+// QW_FUSED_ATTN=0|1 override the options
 // (A/B measurements on the device without rebuilding).
 void apply_env_overrides(GpuExecutorOptions& o) {
   if (const char* v = std::getenv("QW_PDL")) o.pdl = std::atoi(v) != 0;
@@ -54,6 +54,7 @@ void apply_env_overrides(GpuExecutorOptions& o) {
   if (const char* v = std::getenv("QW_TC_MAX_ROWS")) o.tc_max_rows = std::atoi(v);
   if (const char* v = std::getenv("QW_GEMV_KS")) o.gemv_warps_per_pair = std::atoi(v);
   if (const char* v = std::getenv("QW_GRAPH_MAX")) o.max_graph_batch = std::atoi(v);
+  if (const char* v = std::getenv("QW_FUSED_ATTN")) o.fused_decode_attention = std::atoi(v) != 0;
 }
 constexpr const char* kGemvNames[4] = {"gemv_hidden", "gemv_o_res", "gemv_gate_up_swiglu",
                                        "gemv_down_res"};
@@ -131,13 +132,11 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   device_name_ = prop.name;
   pdl_ = opts_.pdl && prop.major >= 9;
 
-  // Weights.
-  QW_ASSIGN_OR_RETURN(weights_, load_weights_to_device(*art_, rank, opts.load));
-  timings_.weights_alloc_s = weights_.stats.alloc_seconds;
-  timings_.weights_copy_s = weights_.stats.copy_seconds;
-  timings_.weights_gbps = weights_.stats.gbps();
-  timings_.weight_bytes = weights_.stats.bytes;
-  timings_.load_method = weights_.stats.method;
+  // Weights: the arena now (tensor addresses are final), the copy in the background while the
+  // module loads and the workspace and KV pool are allocated; waited for before the first
+  // kernel reads a weight (graph capture runs the model once; INT4 act-order reads indices).
+  QW_ASSIGN_OR_RETURN(PendingWeightLoad pending_weights,
+                      PendingWeightLoad::start(*art_, rank, opts.load, weights_));
 
   // Kernels.
   QW_ASSIGN_OR_RETURN(module_, KernelModule::load(*art_, device_));
@@ -152,6 +151,8 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   QW_ASSIGN_OR_RETURN(k_swiglu_, module_.get("swiglu"));
   QW_ASSIGN_OR_RETURN(k_checksum_, module_.get("checksum64"));
   QW_ASSIGN_OR_RETURN(k_flash_, module_.get("attention_prefill_tc"));
+  if (opts_.fused_decode_attention)
+    if (auto k = module_.get("attention_decode"); k.ok()) k_attn_decode_ = *k;
   for (int g = 0; g < 4; ++g)
     for (int b = 1; b <= 8; ++b) {
       QW_ASSIGN_OR_RETURN(k_gemv_[g][b - 1],
@@ -255,9 +256,9 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
                o_logits = carve(size_t(L) * vocab_rows_ * 4),
                o_po = carve(size_t(split_rows_max_) * QH * splits_max_ * D * 4),
                o_pml = carve(size_t(split_rows_max_) * QH * splits_max_ * 2 * 4),
-               o_inv = carve(size_t(D / 2) * 4), o_h = carve(size_t(R) * H * es),
-               o_attn = carve(size_t(R) * QH * D * es), o_act = carve(size_t(R) * I * es),
-               o_hl = carve(size_t(L) * H * es);
+               o_cnt = carve(size_t(split_rows_max_) * KVH * 4), o_inv = carve(size_t(D / 2) * 4),
+               o_h = carve(size_t(R) * H * es), o_attn = carve(size_t(R) * QH * D * es),
+               o_act = carve(size_t(R) * I * es), o_hl = carve(size_t(L) * H * es);
   QW_ASSIGN_OR_RETURN(ws_, DeviceBuffer::alloc(off, "the GPU workspace"));
   uint8_t* base = ws_.as<uint8_t>();
   x_ = reinterpret_cast<float*>(base + o_x);
@@ -267,6 +268,8 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   logits_ = reinterpret_cast<float*>(base + o_logits);
   part_o_ = reinterpret_cast<float*>(base + o_po);
   part_ml_ = reinterpret_cast<float*>(base + o_pml);
+  attn_counters_ = reinterpret_cast<int*>(base + o_cnt);
+  QW_CUDA(cudaMemset(attn_counters_, 0, size_t(split_rows_max_) * KVH * 4));  // kernels reset them
   inv_freq_ = reinterpret_cast<float*>(base + o_inv);
   h_ = base + o_h;
   attn_ = base + o_attn;
@@ -332,12 +335,28 @@ Status GpuExecutor::init(std::shared_ptr<const Artifact> artifact, const GpuExec
   timings_.kv_bytes = kv_.size();
   timings_.kv_blocks = num_blocks_;
   timings_.workspace_s = now_s() - tw;
-
+  auto wait_for_weights = [&]() -> Status {
+    const double t = now_s();
+    QW_RETURN_IF_ERROR(pending_weights.wait());
+    timings_.weights_wait_s = now_s() - t;
+    timings_.weights_alloc_s = weights_.stats.alloc_seconds;
+    timings_.weights_copy_s = weights_.stats.copy_seconds;
+    timings_.weights_gbps = weights_.stats.gbps();
+    timings_.weight_bytes = weights_.stats.bytes;
+    timings_.load_method = weights_.stats.method;
+    return Status::Ok();
+  };
+  // Graph capture runs the model once per bucket on whatever the arena holds: harmless while
+  // the copy is still going (it writes only workspace and the scratch KV block), except where
+  // a kernel reads indices from the weights (INT4 act-order permutations).
+  const bool capture_reads_indices = int4_ && int4_->has_permutation();
+  if (!opts.cuda_graphs || capture_reads_indices) QW_RETURN_IF_ERROR(wait_for_weights());
   if (opts.cuda_graphs) {
     const double tg = now_s();
     QW_RETURN_IF_ERROR(capture_graphs());
     timings_.graph_capture_s = now_s() - tg;
     timings_.graphs = int(graphs_.size());
+    if (!capture_reads_indices) QW_RETURN_IF_ERROR(wait_for_weights());
   }
   return Status::Ok();
 }
@@ -444,7 +463,7 @@ Status GpuExecutor::end_row_parallel(int rows) {
 
 // One forward through every layer over `rows` rows whose metadata is on the device; the
 // residual stream ends in x_ (lm_head() then normalises the rows that need logits).
-Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
+Status GpuExecutor::forward(int rows, int nsplit, int ntiles, bool decode) {
   const int H = int(cfg_.hidden_size), D = int(cfg_.head_dim), I = int(plan_.intermediate_per_rank);
   const int QH = int(plan_.q_heads_per_rank), KVH = int(plan_.kv_heads_per_rank);
   // INT4 artifacts: int4_projection() multiplies the projections (checked first below).
@@ -471,28 +490,37 @@ Status GpuExecutor::forward(int rows, int nsplit, int ntiles) {
     } else {
       QW_RETURN_IF_ERROR(gemm(h_, w.qkv_w, qkv_, rows, int(qkv_cols_), H, false));
     }
-    QW_RETURN_IF_ERROR(
-        run_kernel(k_rope_, dim3(unsigned(rows), unsigned(QH + 2 * KVH)), dim3(unsigned(D / 2)),
-                   static_cast<const float*>(qkv_), w.qkv_b, static_cast<const int*>(d_pos_),
-                   static_cast<const long long*>(d_slots_), static_cast<const float*>(inv_freq_),
-                   mscale_, qf_, kcache(int(l)), vcache(int(l)), rows));
-    if (ntiles > 0) {
-      QW_RETURN_IF_ERROR(
-          run_kernel(k_flash_, dim3(unsigned(ntiles), unsigned(QH)), dim3(128),
-                     static_cast<const float*>(qf_), static_cast<const void*>(kcache(int(l))),
-                     static_cast<const void*>(vcache(int(l))), static_cast<const int4*>(d_tiles_),
-                     static_cast<const int*>(d_tables_), int(bt_stride_), scale_log2, attn_));
+    if (decode && k_attn_decode_ && ntiles == 0 && (nsplit == 1 || rows <= split_rows_max_)) {
+      QW_RETURN_IF_ERROR(run_kernel(
+          *k_attn_decode_, dim3(rows, KVH, nsplit), dim3(128), static_cast<const float*>(qkv_),
+          w.qkv_b, static_cast<const int*>(d_pos_), static_cast<const long long*>(d_slots_),
+          static_cast<const float*>(inv_freq_), mscale_, kcache(int(l)), vcache(int(l)),
+          static_cast<const int*>(d_rowseq_), static_cast<const int*>(d_tables_), int(bt_stride_),
+          nsplit, scale_log2, attn_, part_o_, part_ml_, attn_counters_));
     } else {
       QW_RETURN_IF_ERROR(
-          run_kernel(k_attn_, dim3(rows, KVH, nsplit), dim3(128), static_cast<const float*>(qf_),
-                     static_cast<const void*>(kcache(int(l))),
-                     static_cast<const void*>(vcache(int(l))), static_cast<const int*>(d_rowseq_),
-                     static_cast<const int*>(d_pos_), static_cast<const int*>(d_tables_),
-                     int(bt_stride_), nsplit, scale_log2, attn_, part_o_, part_ml_));
-      if (nsplit > 1) {
-        QW_RETURN_IF_ERROR(run_kernel(k_combine_, dim3(rows, QH), dim3(D),
-                                      static_cast<const float*>(part_o_),
-                                      static_cast<const float*>(part_ml_), nsplit, attn_));
+          run_kernel(k_rope_, dim3(unsigned(rows), unsigned(QH + 2 * KVH)), dim3(unsigned(D / 2)),
+                     static_cast<const float*>(qkv_), w.qkv_b, static_cast<const int*>(d_pos_),
+                     static_cast<const long long*>(d_slots_), static_cast<const float*>(inv_freq_),
+                     mscale_, qf_, kcache(int(l)), vcache(int(l)), rows));
+      if (ntiles > 0) {
+        QW_RETURN_IF_ERROR(
+            run_kernel(k_flash_, dim3(unsigned(ntiles), unsigned(QH)), dim3(128),
+                       static_cast<const float*>(qf_), static_cast<const void*>(kcache(int(l))),
+                       static_cast<const void*>(vcache(int(l))), static_cast<const int4*>(d_tiles_),
+                       static_cast<const int*>(d_tables_), int(bt_stride_), scale_log2, attn_));
+      } else {
+        QW_RETURN_IF_ERROR(
+            run_kernel(k_attn_, dim3(rows, KVH, nsplit), dim3(128), static_cast<const float*>(qf_),
+                       static_cast<const void*>(kcache(int(l))),
+                       static_cast<const void*>(vcache(int(l))), static_cast<const int*>(d_rowseq_),
+                       static_cast<const int*>(d_pos_), static_cast<const int*>(d_tables_),
+                       int(bt_stride_), nsplit, scale_log2, attn_, part_o_, part_ml_));
+        if (nsplit > 1) {
+          QW_RETURN_IF_ERROR(run_kernel(k_combine_, dim3(rows, QH), dim3(D),
+                                        static_cast<const float*>(part_o_),
+                                        static_cast<const float*>(part_ml_), nsplit, attn_));
+        }
       }
     }
     QW_RETURN_IF_ERROR(begin_row_parallel(rows));
@@ -564,12 +592,12 @@ Status GpuExecutor::capture_graphs_once() {
     QW_CUDA(cudaMemsetAsync(d_tables_, 0, size_t(bt_stride_) * 4, s));
     const int nsplit = attention_splits(b);
     // Warm-up run outside capture (lazy module loading, cuBLAS init).
-    QW_RETURN_IF_ERROR(forward(b, nsplit));
+    QW_RETURN_IF_ERROR(forward(b, nsplit, 0, true));
     QW_RETURN_IF_ERROR(lm_head(0, b));
     QW_CUDA(cudaStreamSynchronize(s));
     cudaGraph_t graph = nullptr;
     QW_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-    Status st = forward(b, nsplit);
+    Status st = forward(b, nsplit, 0, true);
     if (st.ok()) st = lm_head(0, b);
     cudaError_t e = cudaStreamEndCapture(s, &graph);
     if (!st.ok()) {
@@ -751,7 +779,7 @@ Status GpuExecutor::run_pass(std::span<const StepInput> inputs, const std::vecto
       trace_.wall_us += std::chrono::duration<double, std::micro>(now - trace_.t_entry).count();
     }
   } else {
-    QW_RETURN_IF_ERROR(forward(rows, attention_splits(rows), flash ? ntiles : 0));
+    QW_RETURN_IF_ERROR(forward(rows, attention_splits(rows), flash ? ntiles : 0, all_decode));
     const int L = int(std::max<int64_t>(8, opts_.max_logit_rows));
     for (int first = 0; first < nlog; first += L) {
       const int n = std::min(L, nlog - first);

@@ -52,7 +52,12 @@ struct GpuExecutorOptions {
   // vs 5.40 ms, b2 6.25 vs 5.69 ms); QW_PDL=1 turns it on for measurements.
   bool pdl = false;
   bool flash_attention = true;  // tensor-core attention for passes with prompt chunks
-  bool prefix_caching = true;   // reuse the KV of full blocks of earlier prompts
+  // Decode passes: one attention_decode launch per layer instead of qkv_rope_kv +
+  // attention_paged (+ attention_combine). Off: measured slower on the H100 at the bench's
+  // contexts (7b, context 128-384: b1 178.3 vs 180.1 tok/s FP16, 290.9 vs 299.5 INT4; graph
+  // replay at context 1 5.318 vs 5.342 ms), see docs/performance.md. QW_FUSED_ATTN=1 for A/B.
+  bool fused_decode_attention = false;
+  bool prefix_caching = true;  // reuse the KV of full blocks of earlier prompts
   // step_reduced(): penalties, temperature and top-k on the GPU, candidates to the host
   // (the tokens are the same either way; off: whole rows, for comparisons).
   bool device_sampling = true;
@@ -71,7 +76,8 @@ struct GpuStartupTimings {
   std::string load_method;
   double module_s = 0;
   std::string module_source, module_arch;
-  double workspace_s = 0;  // workspace + KV pool allocation
+  double workspace_s = 0;     // workspace + KV pool allocation (while the weights copy runs)
+  double weights_wait_s = 0;  // after that, waiting for the last weight bytes
   uint64_t kv_bytes = 0;
   int64_t kv_blocks = 0;
   double graph_capture_s = 0;
@@ -137,7 +143,8 @@ class GpuExecutor final : public ModelExecutor {
   Status run_pass(std::span<const StepInput> inputs, const std::vector<Piece>& pieces,
                   std::vector<float>& logits, bool allow_view);
   // ntiles > 0: prefill attention on the tensor cores over the tiles in d_tiles_.
-  Status forward(int rows, int nsplit, int ntiles = 0);
+  // decode: every row is one new token of its own sequence (attention_decode may run).
+  Status forward(int rows, int nsplit, int ntiles = 0, bool decode = false);
   template <typename... Args>
   Status run_kernel(cudaKernel_t k, dim3 grid, dim3 block, Args... args) {
     return launch_pdl(pdl_now_, k, grid, block, 0, stream_.get(), args...);
@@ -207,6 +214,9 @@ class GpuExecutor final : public ModelExecutor {
 
   cudaKernel_t k_embed_{}, k_rmsnorm_{}, k_rope_{}, k_attn_{}, k_combine_{}, k_swiglu_{},
       k_checksum_{}, k_flash_{};
+  // Decode attention with RoPE/KV write and the split merge fused in; absent in artifacts
+  // compiled before it (then qkv_rope_kv + attention_paged + attention_combine).
+  std::optional<cudaKernel_t> k_attn_decode_;
   bool pdl_ = false;
   bool pdl_now_ = false;  // this forward: pdl_ on the GEMV path (no cuBLAS kernels between ours)
   DeviceBuffer cublas_ws_;
@@ -221,6 +231,7 @@ class GpuExecutor final : public ModelExecutor {
   DeviceBuffer ws_;
   float *x_ = nullptr, *qkv_ = nullptr, *qf_ = nullptr, *gu_ = nullptr, *logits_ = nullptr;
   float *part_o_ = nullptr, *part_ml_ = nullptr, *inv_freq_ = nullptr;
+  int* attn_counters_ = nullptr;  // attention_decode's arrival counters (split_rows_max_ x KVH)
   void *h_ = nullptr, *attn_ = nullptr, *act_ = nullptr, *hl_ = nullptr;
   // Per-pass metadata on the device and its pinned host mirror.
   DeviceBuffer meta_;

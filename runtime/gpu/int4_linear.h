@@ -43,6 +43,13 @@ class Int4Linear {
   Status dequantize(Int4Proj p, int layer, void* out, cudaStream_t stream) const;
   // Elements of the largest matrix (the dequantization scratch the executor allocates).
   size_t max_dense_elements() const { return max_dense_; }
+  // Whether a matrix gathers its activations through an act-order permutation (the kernels
+  // then read indices from the weights arena).
+  bool has_permutation() const {
+    for (const Matrix& m : layers_)
+      if (m.perm) return true;
+    return false;
+  }
   uint64_t workspace_bytes() const { return ws_.size() + counters_.size(); }
 
  private:

@@ -40,13 +40,15 @@ Status copy_staged(const Artifact& art, const SectionView& sec, uint8_t* dst, co
   int fd = -1;
   if (!use_mmap) {
     fd = ::open(art.path().c_str(), O_RDONLY | O_CLOEXEC | (o.direct_io ? O_DIRECT : 0));
-    if (fd < 0) return Status::Error(art.path() + ": cannot open for reading: " + std::strerror(errno));
+    if (fd < 0)
+      return Status::Error(art.path() + ": cannot open for reading: " + std::strerror(errno));
   } else {
     art.file().advise_sequential(sec.offset, sec.size);
   }
   const size_t chunk = (o.chunk_bytes + 4095) & ~size_t(4095);
   const uint64_t nchunks = (sec.size + chunk - 1) / chunk;
-  const int threads = int(std::max<uint64_t>(1, std::min<uint64_t>(uint64_t(std::max(1, o.threads)), nchunks)));
+  const int threads =
+      int(std::max<uint64_t>(1, std::min<uint64_t>(uint64_t(std::max(1, o.threads)), nchunks)));
   const double ta = now_s();
   struct Worker {
     PinnedBuffer buf[2];
@@ -79,7 +81,8 @@ Status copy_staged(const Artifact& art, const SectionView& sec, uint8_t* dst, co
       const size_t len = size_t(std::min<uint64_t>(chunk, sec.size - off));
       if (used[slot]) {
         cudaError_t e = cudaEventSynchronize(w.ev[slot].get());
-        if (e != cudaSuccess) return err.set(cuda_error(e, "cudaEventSynchronize", __FILE__, __LINE__));
+        if (e != cudaSuccess)
+          return err.set(cuda_error(e, "cudaEventSynchronize", __FILE__, __LINE__));
       }
       uint8_t* b = w.buf[slot].as<uint8_t>();
       if (use_mmap) {
@@ -92,11 +95,13 @@ Status copy_staged(const Artifact& art, const SectionView& sec, uint8_t* dst, co
         while (got < want) {
           ssize_t r = ::pread(fd, b + got, want - got, off_t(sec.offset + off + got));
           if (r < 0 && errno == EINTR) continue;
-          if (r < 0) return err.set(Status::Error(art.path() + ": read failed: " + std::strerror(errno)));
+          if (r < 0)
+            return err.set(Status::Error(art.path() + ": read failed: " + std::strerror(errno)));
           if (r == 0) break;
           got += size_t(r);
         }
-        if (got < len) return err.set(Status::Error(art.path() + ": file is truncated inside the weights"));
+        if (got < len)
+          return err.set(Status::Error(art.path() + ": file is truncated inside the weights"));
       }
       cudaError_t e = cudaMemcpyAsync(dst + off, b, len, cudaMemcpyHostToDevice, w.stream.get());
       if (e == cudaSuccess) e = cudaEventRecord(w.ev[slot].get(), w.stream.get());
@@ -115,7 +120,8 @@ Status copy_staged(const Artifact& art, const SectionView& sec, uint8_t* dst, co
   return err.st;
 }
 
-Status copy_host_register(const Artifact& art, const SectionView& sec, uint8_t* dst, const LoadOptions& o) {
+Status copy_host_register(const Artifact& art, const SectionView& sec, uint8_t* dst,
+                          const LoadOptions& o) {
   const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
   const uintptr_t begin = uintptr_t(sec.data) & ~(page - 1);
   const uintptr_t end = (uintptr_t(sec.data) + sec.size + page - 1) & ~(page - 1);
@@ -127,8 +133,10 @@ Status copy_host_register(const Artifact& art, const SectionView& sec, uint8_t* 
     std::vector<Stream> streams;
     for (int i = 0; i < nstreams && st.ok(); ++i) {
       auto s = Stream::create();
-      if (!s.ok()) st = s.status();
-      else streams.push_back(std::move(*s));
+      if (!s.ok())
+        st = s.status();
+      else
+        streams.push_back(std::move(*s));
     }
     const size_t chunk = o.chunk_bytes * 4;
     for (uint64_t off = 0, i = 0; st.ok() && off < sec.size; off += chunk, ++i) {
@@ -139,7 +147,8 @@ Status copy_host_register(const Artifact& art, const SectionView& sec, uint8_t* 
     }
     for (auto& s : streams) {
       cudaError_t e = cudaStreamSynchronize(s.get());
-      if (e != cudaSuccess && st.ok()) st = cuda_error(e, "cudaStreamSynchronize", __FILE__, __LINE__);
+      if (e != cudaSuccess && st.ok())
+        st = cuda_error(e, "cudaStreamSynchronize", __FILE__, __LINE__);
     }
   }
   cudaHostUnregister(p);
@@ -151,16 +160,21 @@ Status copy_host_register(const Artifact& art, const SectionView& sec, uint8_t* 
 
 const char* load_method_name(LoadMethod m) {
   switch (m) {
-    case LoadMethod::Staged: return "staged-pread";
-    case LoadMethod::StagedMmap: return "staged-mmap";
-    case LoadMethod::HostRegister: return "host-register";
-    case LoadMethod::Plain: return "plain";
+    case LoadMethod::Staged:
+      return "staged-pread";
+    case LoadMethod::StagedMmap:
+      return "staged-mmap";
+    case LoadMethod::HostRegister:
+      return "host-register";
+    case LoadMethod::Plain:
+      return "plain";
   }
   return "?";
 }
 
 bool parse_load_method(const std::string& s, LoadMethod* m) {
-  for (LoadMethod c : {LoadMethod::Staged, LoadMethod::StagedMmap, LoadMethod::HostRegister, LoadMethod::Plain})
+  for (LoadMethod c :
+       {LoadMethod::Staged, LoadMethod::StagedMmap, LoadMethod::HostRegister, LoadMethod::Plain})
     if (s == load_method_name(c)) {
       *m = c;
       return true;
@@ -168,19 +182,28 @@ bool parse_load_method(const std::string& s, LoadMethod* m) {
   return false;
 }
 
-Expected<DeviceWeights> load_weights_to_device(const Artifact& artifact, int tp_rank, const LoadOptions& opts) {
+namespace {
+
+// The arena of `w` for the rank's weights section, allocated on the current device.
+Expected<SectionView> allocate_arena(const Artifact& artifact, int tp_rank, const LoadOptions& opts,
+                                     DeviceWeights& w) {
   QW_ASSIGN_OR_RETURN(SectionView sec, artifact.weights_section(tp_rank));
-  DeviceWeights w;
   w.tp_rank = tp_rank;
   w.section_file_offset = sec.offset;
   w.stats.method = std::string(load_method_name(opts.method)) + (opts.direct_io ? "+odirect" : "");
   w.stats.bytes = sec.size;
   const double t0 = now_s();
-  auto arena = DeviceBuffer::alloc(sec.size, "the weights of " + artifact.path() + " (rank " +
-                                                 std::to_string(tp_rank) + ")");
+  auto arena = DeviceBuffer::alloc(
+      sec.size, "the weights of " + artifact.path() + " (rank " + std::to_string(tp_rank) + ")");
   if (!arena.ok()) return arena.status();
   w.arena = std::move(*arena);
   w.stats.alloc_seconds = now_s() - t0;
+  return sec;
+}
+
+// Copies the section into w's arena (on the current device) with opts.method.
+Status copy_section(const Artifact& artifact, const SectionView& sec, const LoadOptions& opts,
+                    DeviceWeights& w) {
   const double t1 = now_s();
   uint8_t* dst = w.arena.as<uint8_t>();
   Status st;
@@ -192,7 +215,9 @@ Expected<DeviceWeights> load_weights_to_device(const Artifact& artifact, int tp_
       w.stats.alloc_seconds += a;
       break;
     }
-    case LoadMethod::HostRegister: st = copy_host_register(artifact, sec, dst, opts); break;
+    case LoadMethod::HostRegister:
+      st = copy_host_register(artifact, sec, dst, opts);
+      break;
     case LoadMethod::Plain: {
       cudaError_t e = cudaMemcpy(dst, sec.data, sec.size, cudaMemcpyHostToDevice);
       if (e != cudaSuccess) st = cuda_error(e, "cudaMemcpy", __FILE__, __LINE__);
@@ -201,7 +226,48 @@ Expected<DeviceWeights> load_weights_to_device(const Artifact& artifact, int tp_
   }
   if (!st.ok()) return st.context("loading weights of " + artifact.path());
   w.stats.copy_seconds = now_s() - t1;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Expected<DeviceWeights> load_weights_to_device(const Artifact& artifact, int tp_rank,
+                                               const LoadOptions& opts) {
+  DeviceWeights w;
+  QW_ASSIGN_OR_RETURN(SectionView sec, allocate_arena(artifact, tp_rank, opts, w));
+  QW_RETURN_IF_ERROR(copy_section(artifact, sec, opts, w));
   return w;
+}
+
+struct PendingWeightLoad::State {
+  std::thread copier;
+  Status result;
+};
+
+PendingWeightLoad::PendingWeightLoad(std::unique_ptr<State> s) : s_(std::move(s)) {}
+PendingWeightLoad::PendingWeightLoad(PendingWeightLoad&&) noexcept = default;
+PendingWeightLoad::~PendingWeightLoad() {
+  if (s_ && s_->copier.joinable()) s_->copier.join();
+}
+
+Expected<PendingWeightLoad> PendingWeightLoad::start(const Artifact& artifact, int tp_rank,
+                                                     const LoadOptions& opts, DeviceWeights& out) {
+  QW_ASSIGN_OR_RETURN(SectionView sec, allocate_arena(artifact, tp_rank, opts, out));
+  int device = 0;
+  QW_CUDA(cudaGetDevice(&device));
+  auto state = std::make_unique<State>();
+  State* st = state.get();
+  st->copier = std::thread([st, &artifact, sec, opts, &out, device] {
+    const cudaError_t e = cudaSetDevice(device);
+    st->result = e != cudaSuccess ? cuda_error(e, "cudaSetDevice", __FILE__, __LINE__)
+                                  : copy_section(artifact, sec, opts, out);
+  });
+  return PendingWeightLoad(std::move(state));
+}
+
+Status PendingWeightLoad::wait() {
+  if (s_->copier.joinable()) s_->copier.join();
+  return s_->result;
 }
 
 uint64_t host_checksum64(const uint8_t* data, uint64_t bytes, unsigned threads) {

@@ -24,6 +24,15 @@
 //   the CPU to 1e-10 relative, in one chunk or many. Through the tiny model the GPU's report
 //   differs from the CPU's by the forward's rounding and the rare flipped codes: RTN's errors
 //   and the references within 1e-3 relative, GPTQ's within 3%, per linear.
+// * The damping search (compiler/gptq/damp_search.h): the Hessians over the fit / validation
+//   rows (a gather, then DSYRK) equal the CPU's sums over the same rows (<= 1e-12), the
+//   candidates' forms (weight_error_forms_gpu) equal the CPU's to 1e-10, the column order
+//   without factoring equals the CPU's. Through the tiny model the two backends choose the
+//   same candidate for every linear whose best validation error beats the runner-up by more
+//   than 1% on the CPU (the forward's rounding moves the errors by far less: candidates'
+//   validation errors within 1%); where two candidates are closer than that, the GPU's choice
+//   must be within 1% of the CPU's best. Once a choice differs, the later sublayers see other
+//   activations and are only printed. CPU margins, built-in text: printed per linear.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -39,6 +48,7 @@
 #include "artifact/tensor_names.h"
 #include "compiler/compile_pipeline.h"
 #include "compiler/gptq/calib_text.h"
+#include "compiler/gptq/damp_search.h"
 #include "compiler/gptq/gpu/calib_forward.h"
 #include "compiler/gptq/gpu/gptq_solver.h"
 #include "compiler/gptq/gpu/gpu_backend.h"
@@ -442,9 +452,162 @@ TEST_CASE("gptq gpu: qwc compile --gptq-device gpu --quality-report writes the G
   const auto j = nlohmann::json::parse(in);
   CHECK(j["device"] == "gpu");
   CHECK(j["layers"].size() == size_t(2 * 7));
+  // qwc's default damping search ran on the GPU (sequences of 512: validation blocks).
+  CHECK(j["damp_search"]["enabled"] == true);
+  CHECK(rep->damp_search_summary.rfind("damping search: 14 linears: ", 0) == 0);
+  MESSAGE(rep->damp_search_summary);
+  for (const auto& e : j["layers"]) {
+    CHECK(e["val_err"].size() == size_t(kDampCandidates));
+    if (e["method"] == "rtn") CHECK(e["gptq_err"].get<double>() == e["rtn_err"].get<double>());
+  }
   for (const auto& e : j["layers"]) {
     CHECK(std::isfinite(e["gptq_err"].get<double>()));
     CHECK(e["gptq_err"].get<double>() >= 0);
     CHECK(e["rtn_err"].get<double>() > 0);
+  }
+}
+
+TEST_CASE("gptq gpu: damping search pieces (row Hessians, forms, column order) equal the CPU's") {
+  if (!have_gpu()) return;
+  const Layer L = random_layer(72, 200, 400, gpu_test_seed() + 21);
+  const auto ctx = make_context();
+  // Every 3rd row, as a gather would see validation rows.
+  std::vector<int32_t> rows;
+  for (int32_t t = 0; t < int32_t(L.t); t += 3) rows.push_back(t);
+  Hessian h(L.k);
+  for (int32_t t : rows) h.add(&L.x[size_t(t) * size_t(L.k)], 1, 1);
+  qw::gpu::DeviceBuffer x = upload(L.x), r = upload(rows), S;
+  const Status st = gptq::gpu::hessian_sum_rows(ctx, x.as<float>(), r.as<int32_t>(),
+                                                int64_t(rows.size()), L.k, S, "test");
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  const auto s = download<double>(S, size_t(L.k * L.k));
+  double worst = 0;
+  for (int64_t a = 0; a < L.k; ++a)
+    for (int64_t b = 0; b <= a; ++b) {
+      const double ref =
+          std::sqrt(h.sum()[size_t(a * L.k + a)] * h.sum()[size_t(b * L.k + b)]) + 1e-300;
+      worst =
+          std::max(worst, std::abs(h.sum()[size_t(a * L.k + b)] - s[size_t(a + b * L.k)]) / ref);
+    }
+  MESSAGE("row Hessian: max |H_gpu - H_cpu| / sqrt(H_aa H_bb) = " << worst);
+  CHECK(worst <= 1e-12);
+  // The column order from the diagonal, with and without act-order (dead inputs included).
+  for (bool act : {false, true}) {
+    auto order = gptq::gpu::hessian_order(ctx, S, 1, L.k, L.k, h.tokens(), act, "test");
+    REQUIRE_MESSAGE(order.ok(), order.status().message());
+    CHECK(*order == hessian_column_order(h, act));
+  }
+  // Four forms (one of W itself) in one chunk or many.
+  std::mt19937_64 rng(gpu_test_seed() + 22);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<std::vector<float>> q(3, std::vector<float>(L.w.size()));
+  for (size_t f = 0; f < q.size(); ++f)
+    for (size_t i = 0; i < L.w.size(); ++i) q[f][i] = L.w[i] + 0.002f * float(f + 1) * nd(rng);
+  const std::vector<double> cpu = weight_error_forms(
+      h, L.w.data(), {q[0].data(), nullptr, q[1].data(), q[2].data()}, L.n, L.k, 2);
+  // The CPU's sums, mirrored (column-major full matrix), as the validation Hessian is.
+  std::vector<double> m(size_t(L.k * L.k));
+  for (int64_t a = 0; a < L.k; ++a)
+    for (int64_t b = 0; b < L.k; ++b)
+      m[size_t(a + b * L.k)] = h.sum()[size_t(std::max(a, b) * L.k + std::min(a, b))];
+  qw::gpu::DeviceBuffer full = upload(m);
+  qw::gpu::DeviceBuffer w = upload(L.w), q0 = upload(q[0]), q1 = upload(q[1]), q2 = upload(q[2]);
+  for (int64_t chunk : {int64_t(0), int64_t(7)}) {
+    CAPTURE(chunk);
+    auto e = gptq::gpu::weight_error_forms_gpu(
+        ctx, full, L.k, w.as<float>(), {q0.as<float>(), nullptr, q1.as<float>(), q2.as<float>()},
+        L.n, "test", chunk);
+    REQUIRE_MESSAGE(e.ok(), e.status().message());
+    REQUIRE(e->size() == cpu.size());
+    for (size_t f = 0; f < cpu.size(); ++f)
+      CHECK((*e)[f] == doctest::Approx(cpu[f]).epsilon(1e-10));
+  }
+}
+
+TEST_CASE("gptq gpu: damping search, tiny model: the GPU chooses as the CPU does") {
+  if (!have_gpu()) return;
+  const std::string ckpt = tiny_checkpoint();
+  auto config = read_hf_config(ckpt);
+  REQUIRE(config.ok());
+  auto ck = Checkpoint::open(ckpt);
+  REQUIRE(ck.ok());
+  auto tok = Tokenizer::from_hf_dir(ckpt);
+  REQUIRE(tok.ok());
+  // Sequences of 512 (qwc's): 64 validation tokens in each; one held out for a report.
+  auto split =
+      split_heldout(split_calibration(tok->encode(builtin_calibration_text(), false), 512));
+  REQUIRE(split.ok());
+  REQUIRE(plan_damp_search(split->calibration, true).enabled);
+  const auto dir = scratch_dir("gptq_gpu_damp_search");
+  for (bool act : {false, true}) {
+    CAPTURE(act);
+    ModelQuantizeOptions o;
+    o.settings.threads = 4;
+    o.settings.act_order = act;
+    o.calibration = split->calibration;
+    o.heldout = split->heldout;
+    o.damp_search = true;
+    std::vector<LinearQuality> cpu_q, gpu_q;
+    std::vector<DampChoice> cpu, gpu;
+    o.quality = &cpu_q;
+    o.damp_choices = &cpu;
+    o.out_dir = (dir / (act ? "cpu_act" : "cpu")).string();
+    auto a = quantize_model(*config, *ck, o);
+    REQUIRE_MESSAGE(a.ok(), a.status().message());
+    o.quality = &gpu_q;
+    o.damp_choices = &gpu;
+    o.out_dir = (dir / (act ? "gpu_act" : "gpu")).string();
+    auto b = gptq::gpu::quantize_model_gpu(*config, *ck, o);
+    REQUIRE_MESSAGE(b.ok(), b.status().message());
+    REQUIRE(cpu.size() == size_t(config->num_hidden_layers) * 7);
+    REQUIRE(gpu.size() == cpu.size());
+    REQUIRE(gpu_q.size() == cpu.size());
+    // Until a choice differs, both backends quantize the same inputs up to fp32 rounding; a
+    // different choice changes the activations of every later sublayer, which may then
+    // legitimately choose otherwise: only the linears before that are held to the rule.
+    int same = 0, compared = 0;
+    bool diverged = false, differs_here = false;
+    for (size_t i = 0; i < cpu.size(); ++i) {
+      CAPTURE(cpu[i].layer);
+      CAPTURE(cpu[i].linear);
+      CHECK(gpu[i].layer == cpu[i].layer);
+      CHECK(gpu[i].linear == cpu[i].linear);
+      // A new input (group q/k/v, o, gate/up, down) starts: earlier differences now count.
+      if (cpu[i].linear != "k_proj" && cpu[i].linear != "v_proj" && cpu[i].linear != "up_proj")
+        diverged = diverged || differs_here;
+      const auto& e = cpu[i].val_err;
+      const double best = e[size_t(cpu[i].candidate)];
+      double runner_up = INFINITY;
+      for (int c = 0; c < kDampCandidates; ++c)
+        if (c != cpu[i].candidate) runner_up = std::min(runner_up, e[size_t(c)]);
+      const double margin = runner_up / best - 1;
+      MESSAGE("layer " << cpu[i].layer << " " << cpu[i].linear << ": CPU "
+                       << std::string(kDampCandidateList[size_t(cpu[i].candidate)].name) << ", GPU "
+                       << std::string(kDampCandidateList[size_t(gpu[i].candidate)].name)
+                       << ", margin " << margin << (diverged ? " (after a different choice)" : "")
+                       << "; validation errors CPU " << e[0] << "/" << e[1] << "/" << e[2] << "/"
+                       << e[3] << ", GPU " << gpu[i].val_err[0] << "/" << gpu[i].val_err[1] << "/"
+                       << gpu[i].val_err[2] << "/" << gpu[i].val_err[3]);
+      same += gpu[i].candidate == cpu[i].candidate;
+      differs_here = differs_here || gpu[i].candidate != cpu[i].candidate;
+      if (diverged) continue;
+      ++compared;
+      if (margin > 0.01) {
+        CHECK(gpu[i].candidate == cpu[i].candidate);
+      } else {
+        CHECK(e[size_t(gpu[i].candidate)] <= best * 1.01);
+      }
+      if (gpu[i].candidate == cpu[i].candidate) CHECK(gpu[i].damp == cpu[i].damp);
+      // RTN's codes depend on W alone; GPTQ's move at rounding near-ties of U's last bits.
+      for (int c = 0; c < kDampCandidates; ++c)
+        CHECK(gpu[i].val_err[size_t(c)] ==
+              doctest::Approx(e[size_t(c)]).epsilon(c == 0 ? 1e-3 : 0.01));
+      CHECK(gpu_q[i].err.rtn == doctest::Approx(cpu_q[i].err.rtn).epsilon(1e-3));
+    }
+    // Layer 0's q/k/v read the same normalized embeddings on both: always compared.
+    CHECK(compared >= 3);
+    MESSAGE("tiny model" << (act ? " act-order" : "") << ": same choice for " << same << "/"
+                         << cpu.size() << " linears (" << compared << " held to it); CPU "
+                         << damp_search_summary(cpu) << "; GPU " << damp_search_summary(gpu));
   }
 }

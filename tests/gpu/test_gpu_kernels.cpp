@@ -362,7 +362,9 @@ TEST_CASE("tensor-core decode GEMMs: every matrix, 1..32 rows, K tails, batch in
     }
 }
 
-TEST_CASE("QKV bias + RoPE + paged KV write, and paged attention (split and unsplit)") {
+TEST_CASE(
+    "QKV bias + RoPE + paged KV write, paged attention (split and unsplit), fused decode "
+    "attention") {
   if (!have_gpu()) return;
   for (DType dt : kDtypes) {
     CAPTURE(dtype_name(dt));
@@ -517,6 +519,65 @@ TEST_CASE("QKV bias + RoPE + paged KV write, and paged attention (split and unsp
       std::vector<double> got(o.size());
       for (size_t i = 0; i < o.size(); ++i) got[i] = from16(dt, o[i]);
       CHECK(rel_err(aref, got) < 5e-3);
+    }
+
+    // attention_decode: the last position of each sequence as a decode row (raw qkv in; it
+    // applies bias + RoPE, writes that position's K/V itself and merges its splits). Those
+    // slots are poisoned first: the kernel must write them before attending.
+    std::vector<int> dec_seq, dec_pos, drow;  // drow: the row of the attention rows above
+    std::vector<long long> dec_slot;
+    std::vector<float> dqkv_rows;
+    for (size_t s = 0, base = 0, ar = 0; s < lens.size(); base += size_t(lens[s]), ++s) {
+      ar += size_t(rows_of[s]);
+      const size_t all = base + size_t(lens[s]) - 1;
+      dec_seq.push_back(int(s));
+      dec_pos.push_back(lens[s] - 1);
+      dec_slot.push_back(slot_all[all]);
+      drow.push_back(int(ar) - 1);
+      dqkv_rows.insert(dqkv_rows.end(), qkv.begin() + long(all * COLS),
+                       qkv.begin() + long((all + 1) * COLS));
+    }
+    const int RD = int(dec_seq.size());
+    auto kd = mod.get("attention_decode");
+    REQUIRE(kd.ok());
+    DeviceBuffer ddq = upload(dqkv_rows), dds = upload(dec_seq), ddp = upload(dec_pos),
+                 ddsl = upload(dec_slot), dcnt = poisoned(size_t(RD) * KVH * 4);
+    REQUIRE(cudaMemset(dcnt.get(), 0, size_t(RD) * KVH * 4) == cudaSuccess);
+    for (int nsplit : {1, 3, 7, 32}) {
+      for (int rep = 0; rep < 2; ++rep) {  // the second launch reuses the counters
+        CAPTURE(nsplit);
+        CAPTURE(rep);
+        for (int r = 0; r < RD; ++r)
+          for (int h = 0; h < KVH; ++h) {
+            const long long blk = dec_slot[size_t(r)] / BT, off = dec_slot[size_t(r)] % BT;
+            const size_t at = size_t(((blk * KVH + h) * BT + off) * D) * 2;
+            REQUIRE(cudaMemset(kc.as<uint8_t>() + at, 0xff, size_t(D) * 2) == cudaSuccess);
+            REQUIRE(cudaMemset(vc.as<uint8_t>() + at, 0xff, size_t(D) * 2) == cudaSuccess);
+          }
+        DeviceBuffer dout = poisoned(size_t(RD) * QH * D * 2);
+        DeviceBuffer po = poisoned(size_t(RD) * QH * nsplit * D * 4),
+                     pml = poisoned(size_t(RD) * QH * nsplit * 2 * 4);
+        check_launch(launch(*kd, dim3(RD, KVH, nsplit), dim3(128), 0, nullptr,
+                            ddq.as<const float>(), dbias.as<const void>(), ddp.as<const int>(),
+                            ddsl.as<const long long>(), dinv.as<const float>(), mscale, kc.get(),
+                            vc.get(), dds.as<const int>(), dtab.as<const int>(), stride, nsplit,
+                            scale_log2, dout.get(), po.as<float>(), pml.as<float>(),
+                            dcnt.as<int>()));
+        // The cache again holds what qkv_rope_kv wrote (same arithmetic: equal values).
+        CHECK(download<uint16_t>(kc, pool_elems) == kh);
+        CHECK(download<uint16_t>(vc, pool_elems) == vh);
+        const std::vector<int> counters = download<int>(dcnt, size_t(RD) * KVH);
+        CHECK(std::count(counters.begin(), counters.end(), 0) == long(counters.size()));
+        auto o = download<uint16_t>(dout, size_t(RD) * QH * D);
+        std::vector<double> got(o.size()), want(o.size());
+        for (int r = 0; r < RD; ++r)
+          for (int e = 0; e < QH * D; ++e) {
+            got[size_t(r) * QH * D + size_t(e)] = from16(dt, o[size_t(r) * QH * D + size_t(e)]);
+            want[size_t(r) * QH * D + size_t(e)] =
+                aref[size_t(drow[size_t(r)]) * QH * D + size_t(e)];
+          }
+        CHECK(rel_err(want, got) < 5e-3);
+      }
     }
   }
 }

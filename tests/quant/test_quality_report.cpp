@@ -18,6 +18,12 @@
 //   the built-in text it loses on 14 and 13 of 14 (ratios up to 2.8).
 // * So: with the built-in text only bounds (every ratio < 1.5, mean < 1, GPTQ ahead on at
 //   least half); with the docs text GPTQ <= RTN on every linear, worst ratio <= 0.95.
+// * Those numbers are without the damping search (--no-damp-search). With it (qwc's default,
+//   so the CLI-shaped compiles below) each linear ships RTN or GPTQ with d, 10d or 100d, chosen
+//   on validation blocks of the calibration sequences (compiler/gptq/damp_search.h): built-in
+//   text 9/14, worst 1.10, mean 0.93 (all 14 GPTQ: 4 d, 6 10d, 4 100d); docs text (now every
+//   ~23k tokens, the default --calib-max-tokens being 32768) 14/14, worst 0.78 (act-order g32:
+//   0.76). The bounds above hold either way; check_report checks the search's fields.
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
@@ -32,6 +38,7 @@
 #include <string>
 
 #include "compiler/gptq/calib_text.h"
+#include "compiler/gptq/damp_search.h"
 #include "compiler/gptq/model_quantizer.h"
 #include "compiler/gptq/quality_report.h"
 #include "compiler/hf_config.h"
@@ -50,7 +57,7 @@ const char* const kLinears[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
 // The options qwc's CLI gives compile_checkpoint for
 //   qwc compile TINY -o OUT --dtype int4-gptq --calib-builtin --gptq-device cpu
 //       --quality-report REPORT
-// (the CLI's defaults: group 128, sequences of 512 tokens, at most 16384).
+// (the CLI's defaults: group 128, sequences of 512 tokens, at most 32768, damping search).
 CompileOptions cli_options(const fs::path& dir) {
   CompileOptions o;
   o.checkpoint_dir = testing::tiny_checkpoint();
@@ -139,6 +146,56 @@ Ratios check_report(const nlohmann::json& j, const std::vector<std::vector<int32
     ++r.count;
   }
   r.mean /= double(r.count);
+  // The damping search: its description and, when it ran, each linear's choice.
+  const auto& ds = j["damp_search"];
+  REQUIRE(ds.is_object());
+  const bool searched = ds["enabled"];
+  CHECK(searched == o.damp_search);  // these texts give enough validation tokens
+  REQUIRE(ds["candidates"].size() == size_t(kDampCandidates));
+  CHECK(ds["candidates"][0]["damp"].is_null());
+  CHECK(ds["candidates"][3]["damp"].get<double>() == doctest::Approx(100 * o.damp_percent));
+  std::array<int64_t, kDampCandidates> count{};
+  for (const auto& e : layers) {
+    CAPTURE(e.dump());
+    const std::string method = e["method"];
+    if (!searched) {
+      CHECK(method == "gptq");
+      CHECK(e["damp"].get<double>() == o.damp_percent);
+      CHECK(!e.contains("val_err"));
+      continue;
+    }
+    std::array<double, kDampCandidates> v{};
+    for (int c = 0; c < kDampCandidates; ++c) {
+      v[size_t(c)] = e["val_err"][kDampCandidateList[size_t(c)].name];
+      CHECK(std::isfinite(v[size_t(c)]));
+      CHECK(v[size_t(c)] > 0);
+    }
+    const int want = choose_damp_candidate(v);
+    ++count[size_t(want)];
+    CHECK(e["damp_candidate"] == kDampCandidateList[size_t(want)].name);
+    CHECK(method == (want == 0 ? "rtn" : "gptq"));
+    if (want == 0) {
+      CHECK(e["damp"].is_null());
+      // RTN shipped is RTN measured (with act-order its groups follow GPTQ's order instead).
+      if (!o.act_order) CHECK(e["gptq_err"].get<double>() == e["rtn_err"].get<double>());
+    } else {
+      CHECK(e["damp"].get<double>() ==
+            doctest::Approx(o.damp_percent * kDampCandidateList[size_t(want)].factor));
+    }
+  }
+  if (searched) {
+    const int64_t vt = ds["validation_tokens"], ft = ds["fit_tokens"];
+    CHECK(vt + ft == ct);
+    CHECK(vt >= kDampMinValTokens);
+    const auto& sd = j["summary"]["damp_search"];
+    CHECK(sd["rtn"] == count[0]);
+    CHECK(sd["d"] == count[1]);
+    CHECK(sd["10d"] == count[2]);
+    CHECK(sd["100d"] == count[3]);
+    CHECK(sd["gptq"] == count[1] + count[2] + count[3]);
+  } else {
+    CHECK(!j["summary"].contains("damp_search"));
+  }
   const auto& s = j["summary"];
   CHECK(s["linears"] == r.count);
   CHECK(s["gptq_le_rtn"] == r.wins);
@@ -179,6 +236,8 @@ TEST_CASE("quality report: tiny model, built-in text, as the CLI compiles it") {
   CHECK(r->gptq_device == "cpu");
   CHECK(r->quality_summary.rfind("quality: GPTQ <= RTN on ", 0) == 0);
   MESSAGE(r->quality_summary);
+  MESSAGE(r->damp_search_summary);
+  CHECK(r->damp_search_summary.rfind("damping search: 14 linears: ", 0) == 0);
   CHECK(!has_temp_files(dir));
   const nlohmann::json j = read_json(o.quality_report);
   const auto seqs = sequences_of(builtin_calibration_text(), o);
@@ -192,7 +251,8 @@ TEST_CASE("quality report: tiny model, built-in text, as the CLI compiles it") {
   auto a = Artifact::open(o.output);
   REQUIRE(a.ok());
   CHECK(a->metadata().provenance()->command_line()->str().find(
-            "--calib-builtin --quality-report") != std::string::npos);
+            "--calib-builtin --quality-report --calib-max-tokens 32768") != std::string::npos);
+  CHECK(a->metadata().provenance()->command_line()->str().find("damp-search") == std::string::npos);
   // Without the flag the command line is the one it always was.
   CompileOptions plain = o;
   plain.quality_report.clear();
@@ -201,8 +261,8 @@ TEST_CASE("quality report: tiny model, built-in text, as the CLI compiles it") {
 
 TEST_CASE("quality report: with enough calibration text GPTQ <= RTN on every linear") {
   // Real text the model has not been calibrated on elsewhere: the repository's own
-  // documentation, README first, then docs/*.md by name (about 23k tokens; the first 16384
-  // are used, 12,800 of them for the Hessians).
+  // documentation, README first, then docs/*.md by name (about 23k tokens, all used; four
+  // fifths of the sequences for the Hessians).
   std::string text = read_file(fs::path(QW_SOURCE_DIR) / "README.md");
   std::vector<fs::path> docs;
   for (const auto& e : fs::directory_iterator(fs::path(QW_SOURCE_DIR) / "docs"))
@@ -369,4 +429,103 @@ TEST_CASE("qwc --quality-report: errors are one line and exit non-zero") {
   REQUIRE_MESSAGE(rc == 0, out);
   CHECK(out.find("qwc: quality: GPTQ <= RTN on ") != std::string::npos);
   CHECK(fs::exists(dir / "q.json"));
+}
+
+TEST_CASE("quality report: --no-damp-search is plain GPTQ, and report and provenance say so") {
+  const auto dir = testing::scratch_dir("quality_no_search");
+  CompileOptions o = cli_options(dir);
+  o.damp_search = false;
+  auto r = compile_checkpoint(o);
+  REQUIRE_MESSAGE(r.ok(), r.status().message());
+  CHECK(r->damp_search_summary.empty());
+  MESSAGE("without the search: " << r->quality_summary);
+  const nlohmann::json j = read_json(o.quality_report);
+  CHECK(j["damp_search"]["enabled"] == false);
+  CHECK(!j["damp_search"].contains("note"));  // not asked for: nothing to explain
+  check_report(j, sequences_of(builtin_calibration_text(), o), o);
+  auto a = Artifact::open(o.output);
+  REQUIRE(a.ok());
+  CHECK(a->metadata().provenance()->command_line()->str().find(
+            "--quality-report --calib-max-tokens 32768 --no-damp-search") != std::string::npos);
+  // The flag and the token limit are GPTQ's: RTN's command line has neither.
+  CompileOptions rtn = o;
+  rtn.calib_builtin = false;
+  rtn.rtn = true;
+  rtn.quality_report.clear();
+  CHECK(normalized_command_line(rtn).find("damp") == std::string::npos);
+  CHECK(normalized_command_line(rtn).find("--calib-max-tokens") == std::string::npos);
+}
+
+TEST_CASE("qwc --calib-max-tokens and --no-damp-search: checks, stderr, report, provenance") {
+  const auto dir = testing::scratch_dir("quality_cli_search");
+  const std::string qwc = std::string(QW_BINARY_DIR) + "/compiler/qwc";
+  const std::string out = (dir / "m.qwart").string(), report = (dir / "q.json").string();
+  const std::string base = qwc + " compile " + testing::tiny_checkpoint() + " -o " + out +
+                           " --gptq-device cpu --dtype int4-gptq --calib-builtin";
+  // Below 1: one line naming the option, nothing written.
+  for (const char* bad : {"0", "-5"}) {
+    CAPTURE(bad);
+    auto [rc, text] = run(base + " --calib-max-tokens " + bad);
+    CHECK(rc != 0);
+    CHECK(text ==
+          "qwc: error: --calib-max-tokens must be at least 1, got " + std::string(bad) + "\n");
+    CHECK(!fs::exists(out));
+  }
+  auto provenance = [&]() {
+    auto a = Artifact::open(out);
+    REQUIRE(a.ok());
+    return a->metadata().provenance()->command_line()->str();
+  };
+  auto count = [](const std::string& text, const std::string& what) {
+    int64_t n = 0;
+    for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+    return n;
+  };
+  {
+    // 1024 tokens: sequences of 512 and 512, one held out; the search on the other's 64
+    // validation tokens. The summary line agrees with the report.
+    auto [rc, text] = run(base + " --calib-max-tokens 1024 --quality-report " + report);
+    REQUIRE_MESSAGE(rc == 0, text);
+    CHECK(provenance().find("--calib-max-tokens 1024") != std::string::npos);
+    const nlohmann::json j = read_json(report);
+    CHECK(j["calib_tokens"].get<int64_t>() + j["heldout_tokens"].get<int64_t>() == 1024);
+    CHECK(j["damp_search"]["enabled"] == true);
+    CHECK(j["damp_search"]["validation_tokens"] == 64);
+    CHECK(j["damp_search"]["fit_tokens"] == 448);
+    const auto& sd = j["summary"]["damp_search"];
+    char line[160];
+    std::snprintf(line, sizeof line,
+                  "qwc: damping search: 14 linears: %lld GPTQ (d %lld, 10d %lld, 100d %lld), "
+                  "%lld RTN\n",
+                  (long long)sd["gptq"].get<int64_t>(), (long long)sd["d"].get<int64_t>(),
+                  (long long)sd["10d"].get<int64_t>(), (long long)sd["100d"].get<int64_t>(),
+                  (long long)sd["rtn"].get<int64_t>());
+    CHECK(count(text, line) == 1);
+    for (const auto& e : j["layers"]) {
+      CHECK(e.contains("method"));
+      CHECK(e.contains("damp"));
+      CHECK(e["val_err"].size() == size_t(kDampCandidates));
+    }
+  }
+  {
+    // 300 tokens: one sequence, 44 validation tokens: no search, said once, no summary.
+    auto [rc, text] = run(base + " --calib-max-tokens 300");
+    REQUIRE_MESSAGE(rc == 0, text);
+    CHECK(count(text, "qwc: damping search off: 44 validation tokens") == 1);
+    CHECK(count(text, "qwc: damping search:") == 0);
+    CHECK(provenance().find("--calib-max-tokens 300") != std::string::npos);
+    CHECK(provenance().find("--no-damp-search") == std::string::npos);
+  }
+  {
+    auto [rc, text] = run(base + " --no-damp-search");
+    REQUIRE_MESSAGE(rc == 0, text);
+    CHECK(count(text, "damping search") == 0);
+    CHECK(provenance().find("--calib-builtin --calib-max-tokens 32768 --no-damp-search") !=
+          std::string::npos);
+  }
+  // --help documents both.
+  auto [rc, help] = run(qwc + " compile --help");
+  CHECK(rc == 0);
+  CHECK(help.find("--calib-max-tokens") != std::string::npos);
+  CHECK(help.find("--no-damp-search") != std::string::npos);
 }

@@ -21,7 +21,8 @@ namespace fs = std::filesystem;
 
 // Wall time per stage, each closed by a stream sync so GPU work is charged where it ran.
 struct StageTimes {
-  double load = 0, forward = 0, hessian = 0, factor = 0, solve = 0, write = 0, quality = 0;
+  double load = 0, forward = 0, hessian = 0, factor = 0, solve = 0, write = 0, quality = 0,
+         search = 0;
 };
 
 class StageTimer {
@@ -48,11 +49,26 @@ Expected<DeviceBuffer> upload_vector(const std::vector<float>& v, cudaStream_t s
   return b;
 }
 
+// The damping search's fit and validation rows of the calibration tokens (device indices).
+struct SearchRows {
+  bool enabled = false;
+  const int32_t* fit = nullptr;
+  const int32_t* val = nullptr;
+  int64_t fit_count = 0, val_count = 0;
+};
+
+// One linear of a group that reads the same input: base name and output features.
+struct LinearSpec {
+  std::string base;
+  int64_t n;
+};
+
 class GpuLayerQuantizer {
  public:
   GpuLayerQuantizer(const GpuContext& ctx, const ModelConfig& c, const Checkpoint& ck,
-                    const ModelQuantizeOptions& o, ProgressBar& bar, StageTimes& times)
-      : ctx_(ctx), c_(c), ck_(ck), o_(o), bar_(bar), times_(times) {}
+                    const ModelQuantizeOptions& o, ProgressBar& bar, StageTimes& times,
+                    SearchRows rows)
+      : ctx_(ctx), c_(c), ck_(ck), o_(o), bar_(bar), times_(times), rows_(rows) {}
 
   // The factor of the Hessian of x [T][k] (device), named after `what`.
   Expected<GptqFactor> factor(const float* x, int64_t T, int64_t k, const std::string& what) {
@@ -67,16 +83,32 @@ class GpuLayerQuantizer {
   }
 
   // What quantizing the linears fed by x [T][k] needs: the factor of the Hessian of its
-  // calibration rows [0, Tc) and, with a quality report, the Hessian of its held-out rows
-  // [Tc, T) (else an empty buffer).
+  // calibration rows [0, Tc), or with the damping search the sums over their fit rows (lower
+  // triangle) and validation rows (mirrored); with a quality report, the Hessian of its
+  // held-out rows [Tc, T) (else an empty buffer).
   struct Inputs {
+    int64_t k = 0;
     GptqFactor f;
     DeviceBuffer held;
+    bool search = false;
+    DeviceBuffer s_fit, s_val;
   };
   Expected<Inputs> inputs(const float* x, int64_t Tc, int64_t T, int64_t k,
                           const std::string& what) {
     Inputs in;
-    QW_ASSIGN_OR_RETURN(in.f, factor(x, Tc, k, what));
+    in.k = k;
+    if (rows_.enabled) {
+      in.search = true;
+      StageTimer t(ctx_, times_.hessian);
+      QW_RETURN_IF_ERROR(hessian_sum_rows(ctx_, x, rows_.fit, rows_.fit_count, k, in.s_fit,
+                                          what + " (fit tokens)"));
+      QW_RETURN_IF_ERROR(hessian_sum_rows(ctx_, x, rows_.val, rows_.val_count, k, in.s_val,
+                                          what + " (validation tokens)"));
+      QW_RETURN_IF_ERROR(check_cuda(launch_mirror_lower(in.s_val.as<double>(), k, ctx_.stream()),
+                                    "mirroring the validation Hessian of " + what));
+    } else {
+      QW_ASSIGN_OR_RETURN(in.f, factor(x, Tc, k, what));
+    }
     QW_ASSIGN_OR_RETURN(in.held, heldout(x, Tc, T, k, what));
     return in;
   }
@@ -120,19 +152,172 @@ class GpuLayerQuantizer {
       QW_RETURN_IF_ERROR(write_gptq_linear(out, base, *q, CheckpointFormat::kGptqV2));
     }
     if (held.get() && o_.quality) {
-      StageTimer t(ctx_, times_.quality);
-      // RTN on the host (a per-element rounding), measured against the same held-out Hessian.
-      Expected<std::vector<float>> rtn_host = rtn_dequantized(host.data(), n, k, o_.settings);
-      if (!rtn_host.ok()) return rtn_host.status().context("tensor " + name + " (RTN)");
-      host = {};
-      QW_ASSIGN_OR_RETURN(DeviceBuffer rtn,
-                          upload_vector(*rtn_host, ctx_.stream(), "RTN of tensor " + name));
-      QW_ASSIGN_OR_RETURN(HeldoutErrors e,
-                          heldout_errors_gpu(ctx_, held, k, w.as<float>(), deq.as<float>(),
-                                             rtn.as<float>(), n, "tensor " + name));
+      QW_ASSIGN_OR_RETURN(HeldoutErrors e, report_errors(base, n, k, held, host, w, deq));
       o_.quality->push_back({layer, linear_short_name(base), e});
     }
     bar_.advance(1);
+    return deq;
+  }
+
+  // The held-out errors of base + ".weight" (host: W as loaded, w: on the device, deq: as
+  // quantized) against RTN on the host (a per-element rounding), on the held-out Hessian.
+  Expected<HeldoutErrors> report_errors(const std::string& base, int64_t n, int64_t k,
+                                        const DeviceBuffer& held, const std::vector<float>& host,
+                                        const DeviceBuffer& w, const DeviceBuffer& deq) {
+    StageTimer t(ctx_, times_.quality);
+    const std::string name = base + ".weight";
+    Expected<std::vector<float>> rtn_host = rtn_dequantized(host.data(), n, k, o_.settings);
+    if (!rtn_host.ok()) return rtn_host.status().context("tensor " + name + " (RTN)");
+    QW_ASSIGN_OR_RETURN(DeviceBuffer rtn,
+                        upload_vector(*rtn_host, ctx_.stream(), "RTN of tensor " + name));
+    return heldout_errors_gpu(ctx_, held, k, w.as<float>(), deq.as<float>(), rtn.as<float>(), n,
+                              "tensor " + name);
+  }
+
+  // Quantizes the linears that read one input (q/k/v, gate/up, or one alone) with `in` and
+  // returns their quantized weights on the device, in order. Without the search, quantize()
+  // for each in turn; with it, each linear's candidates (RTN; GPTQ with d, 10d, 100d on the fit
+  // rows) are measured on the validation rows, the winners quantized again on fit + validation
+  // (damp_search.h), and the tensors written in order.
+  Expected<std::vector<DeviceBuffer>> quantize_group(const std::vector<LinearSpec>& specs,
+                                                     Inputs& in, SafetensorsWriter& out,
+                                                     int64_t layer) {
+    std::vector<DeviceBuffer> deq;
+    if (!in.search) {
+      for (const LinearSpec& l : specs) {
+        QW_ASSIGN_OR_RETURN(DeviceBuffer d, quantize(l.base, l.n, in.k, in, out, layer));
+        deq.push_back(std::move(d));
+      }
+      return deq;
+    }
+    if (o_.cancel && o_.cancel->load()) return Status::Error("interrupted");
+    const int64_t k = in.k, m = int64_t(specs.size());
+    const unsigned th = std::max(1u, o_.settings.threads);
+    const std::string group = "the input of " + specs[0].base;
+    std::vector<std::vector<float>> host(static_cast<size_t>(m));
+    std::vector<DeviceBuffer> w(static_cast<size_t>(m));
+    {
+      StageTimer t(ctx_, times_.load);
+      for (int64_t i = 0; i < m; ++i) {
+        const std::string name = specs[size_t(i)].base + ".weight";
+        QW_ASSIGN_OR_RETURN(host[size_t(i)],
+                            load_tensor_f32(ck_, name, specs[size_t(i)].n * k, th));
+        QW_ASSIGN_OR_RETURN(w[size_t(i)],
+                            upload_vector(host[size_t(i)], ctx_.stream(), "tensor " + name));
+      }
+    }
+    // Candidates on the fit rows, measured on the validation rows.
+    std::vector<DampChoice> choice(static_cast<size_t>(m));
+    {
+      StageTimer t(ctx_, times_.search);
+      for (int c = 1; c < kDampCandidates; ++c) {
+        QuantizeSettings sc = o_.settings;
+        sc.damp_percent = o_.settings.damp_percent * kDampCandidateList[size_t(c)].factor;
+        const std::string cand =
+            std::string(" (damping candidate ") + kDampCandidateList[size_t(c)].name + ")";
+        QW_ASSIGN_OR_RETURN(GptqFactor f, factor_hessian(ctx_, in.s_fit, 1, k, k, rows_.fit_count,
+                                                         sc, group + cand));
+        for (int64_t i = 0; i < m; ++i) {
+          const std::string name = "tensor " + specs[size_t(i)].base + ".weight";
+          const int64_t n = specs[size_t(i)].n;
+          if (c == 1) {
+            // RTN, in the fit Hessian's column order (the identity without act-order).
+            Expected<QuantizedLinear> r =
+                quantize_rtn_ordered(host[size_t(i)].data(), n, k, f.perm, o_.settings);
+            if (!r.ok()) return r.status().context(name + " (RTN)");
+            QW_ASSIGN_OR_RETURN(DeviceBuffer rd, upload_vector(dequantize_linear(*r, th),
+                                                               ctx_.stream(), "RTN of " + name));
+            QW_ASSIGN_OR_RETURN(std::vector<double> e,
+                                weight_error_forms_gpu(ctx_, in.s_val, k, w[size_t(i)].as<float>(),
+                                                       {rd.as<float>()}, n, name + " (RTN)"));
+            choice[size_t(i)].val_err[0] = e[0];
+          }
+          DeviceBuffer d;
+          Expected<QuantizedLinear> q =
+              solve_gptq(ctx_, w[size_t(i)].as<float>(), n, k, f, sc, &d, name + cand);
+          if (!q.ok()) return q.status().context(name);
+          QW_ASSIGN_OR_RETURN(std::vector<double> e,
+                              weight_error_forms_gpu(ctx_, in.s_val, k, w[size_t(i)].as<float>(),
+                                                     {d.as<float>()}, n, name + cand));
+          choice[size_t(i)].val_err[size_t(c)] = e[0];
+        }
+      }
+      for (DampChoice& ch : choice) ch.candidate = choose_damp_candidate(ch.val_err);
+    }
+    // The winners on every calibration row: the fit sum plus the validation sum.
+    {
+      StageTimer t(ctx_, times_.hessian);
+      QW_RETURN_IF_ERROR(check_cuda(
+          launch_add_lower(in.s_fit.as<double>(), in.s_val.as<double>(), k, ctx_.stream()),
+          "the calibration Hessian of " + group));
+      QW_RETURN_IF_ERROR(ctx_.sync("the calibration Hessian of " + group));
+      in.s_val.reset();
+    }
+    const int64_t tokens = rows_.fit_count + rows_.val_count;
+    std::vector<QuantizedLinear> q(static_cast<size_t>(m));
+    deq.resize(size_t(m));
+    std::vector<int64_t> order;  // the column order on all rows, once known
+    for (int c = 1; c < kDampCandidates; ++c) {
+      bool used = false;
+      for (const DampChoice& ch : choice) used = used || ch.candidate == c;
+      if (!used) continue;
+      QuantizeSettings sc = o_.settings;
+      sc.damp_percent = o_.settings.damp_percent * kDampCandidateList[size_t(c)].factor;
+      GptqFactor f;
+      {
+        StageTimer t(ctx_, times_.factor);
+        QW_ASSIGN_OR_RETURN(f, factor_hessian(ctx_, in.s_fit, 1, k, k, tokens, sc, group));
+      }
+      order = f.perm;
+      StageTimer t(ctx_, times_.solve);
+      for (int64_t i = 0; i < m; ++i) {
+        if (choice[size_t(i)].candidate != c) continue;
+        const std::string name = "tensor " + specs[size_t(i)].base + ".weight";
+        Expected<QuantizedLinear> r = solve_gptq(ctx_, w[size_t(i)].as<float>(), specs[size_t(i)].n,
+                                                 k, f, sc, &deq[size_t(i)], name);
+        if (!r.ok()) return r.status().context(name);
+        q[size_t(i)] = std::move(*r);
+        choice[size_t(i)].damp = sc.damp_percent;
+      }
+    }
+    for (int64_t i = 0; i < m; ++i) {
+      if (!choice[size_t(i)].rtn()) continue;
+      StageTimer t(ctx_, times_.search);
+      if (order.empty()) {
+        QW_ASSIGN_OR_RETURN(
+            order, hessian_order(ctx_, in.s_fit, 1, k, k, tokens, o_.settings.act_order, group));
+      }
+      const std::string name = "tensor " + specs[size_t(i)].base + ".weight";
+      Expected<QuantizedLinear> r =
+          quantize_rtn_ordered(host[size_t(i)].data(), specs[size_t(i)].n, k, order, o_.settings);
+      if (!r.ok()) return r.status().context(name + " (RTN)");
+      q[size_t(i)] = std::move(*r);
+      QW_ASSIGN_OR_RETURN(deq[size_t(i)], upload_vector(dequantize_linear(q[size_t(i)], th),
+                                                        ctx_.stream(), "RTN of " + name));
+    }
+    // Written, reported and counted in order, as quantize() does one linear at a time.
+    for (int64_t i = 0; i < m; ++i) {
+      const std::string& base = specs[size_t(i)].base;
+      const int64_t n = specs[size_t(i)].n;
+      {
+        StageTimer t(ctx_, times_.write);
+        QW_RETURN_IF_ERROR(write_gptq_linear(out, base, q[size_t(i)], CheckpointFormat::kGptqV2));
+      }
+      q[size_t(i)] = {};
+      if (o_.damp_choices) {
+        choice[size_t(i)].layer = layer;
+        choice[size_t(i)].linear = linear_short_name(base);
+        o_.damp_choices->push_back(choice[size_t(i)]);
+      }
+      if (in.held.get() && o_.quality) {
+        QW_ASSIGN_OR_RETURN(HeldoutErrors e, report_errors(base, n, k, in.held, host[size_t(i)],
+                                                           w[size_t(i)], deq[size_t(i)]));
+        o_.quality->push_back({layer, linear_short_name(base), e});
+      }
+      host[size_t(i)] = {};
+      w[size_t(i)].reset();
+      bar_.advance(1);
+    }
     return deq;
   }
 
@@ -160,6 +345,7 @@ class GpuLayerQuantizer {
   const ModelQuantizeOptions& o_;
   ProgressBar& bar_;
   StageTimes& times_;
+  SearchRows rows_;
 };
 
 }  // namespace
@@ -217,6 +403,11 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
   for (int64_t p = 0; p < max_len; ++p)
     cpu::rope_cos_sin(rope, p, &cos_t[size_t(p * hd / 2)], &sin_t[size_t(p * hd / 2)]);
   QW_ASSIGN_OR_RETURN(std::vector<float> x_host, embed_calibration(c, ck, seqs));
+  // The damping search's fit and validation rows among the calibration tokens [0, Tc).
+  const DampSearchPlan plan = plan_damp_search(o.calibration, o.damp_search);
+  std::vector<int32_t> fit_rows, val_rows;
+  for (size_t t = 0; t < plan.val_mask.size(); ++t)
+    (plan.val_mask[t] ? val_rows : fit_rows).push_back(int32_t(t));
 
   QW_ASSIGN_OR_RETURN(GpuContext ctx, GpuContext::create());
   const cudaStream_t st = ctx.stream();
@@ -232,10 +423,23 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
   QW_ASSIGN_OR_RETURN(DeviceBuffer x, upload_vector(x_host, st, "calibration hidden states"));
   x_host = {};
   const float attn_scale = 1.0f / std::sqrt(float(hd));
+  SearchRows rows;
+  DeviceBuffer d_fit, d_val;
+  if (plan.enabled) {
+    QW_ASSIGN_OR_RETURN(d_fit, device_array<int32_t>(fit_rows.size(), "damping search fit rows"));
+    QW_RETURN_IF_ERROR(
+        upload(d_fit, fit_rows.data(), fit_rows.size() * 4, st, "damping search fit rows"));
+    QW_ASSIGN_OR_RETURN(d_val,
+                        device_array<int32_t>(val_rows.size(), "damping search validation rows"));
+    QW_RETURN_IF_ERROR(
+        upload(d_val, val_rows.data(), val_rows.size() * 4, st, "damping search validation rows"));
+    rows = {true, d_fit.as<int32_t>(), d_val.as<int32_t>(), int64_t(fit_rows.size()),
+            int64_t(val_rows.size())};
+  }
 
   StageTimes times;
   ProgressBar bar("gptq", uint64_t(c.num_hidden_layers * 7));
-  GpuLayerQuantizer lq(ctx, c, ck, o, bar, times);
+  GpuLayerQuantizer lq(ctx, c, ck, o, bar, times, rows);
   std::vector<std::pair<std::string, std::string>> weight_map;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     auto L = [&](const char* s) { return names::layer(l, s); };
@@ -274,9 +478,11 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
       {
         QW_ASSIGN_OR_RETURN(auto in,
                             lq.inputs(ln.as<float>(), Tc, T, H, where + " attention input"));
-        QW_ASSIGN_OR_RETURN(wq, lq.quantize(q_b, qd, H, in, out, l));
-        QW_ASSIGN_OR_RETURN(wk, lq.quantize(k_b, kvd, H, in, out, l));
-        QW_ASSIGN_OR_RETURN(wv, lq.quantize(v_b, kvd, H, in, out, l));
+        QW_ASSIGN_OR_RETURN(auto w3,
+                            lq.quantize_group({{q_b, qd}, {k_b, kvd}, {v_b, kvd}}, in, out, l));
+        wq = std::move(w3[0]);
+        wk = std::move(w3[1]);
+        wv = std::move(w3[2]);
       }
       DeviceBuffer q, k, v;
       QW_RETURN_IF_ERROR(lq.linear(ln.as<float>(), T, wq, qd, H, bq.as<float>(), q, q_b));
@@ -301,7 +507,8 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
       {
         QW_ASSIGN_OR_RETURN(auto in,
                             lq.inputs(attn.as<float>(), Tc, T, qd, where + " o_proj input"));
-        QW_ASSIGN_OR_RETURN(wo, lq.quantize(o_b, H, qd, in, out, l));
+        QW_ASSIGN_OR_RETURN(auto w1, lq.quantize_group({{o_b, H}}, in, out, l));
+        wo = std::move(w1[0]);
       }
       DeviceBuffer ao;
       QW_RETURN_IF_ERROR(lq.linear(attn.as<float>(), T, wo, H, qd, nullptr, ao, o_b));
@@ -318,8 +525,9 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
       DeviceBuffer wg, wu;
       {
         QW_ASSIGN_OR_RETURN(auto in, lq.inputs(ln.as<float>(), Tc, T, H, where + " MLP input"));
-        QW_ASSIGN_OR_RETURN(wg, lq.quantize(g_b, I, H, in, out, l));
-        QW_ASSIGN_OR_RETURN(wu, lq.quantize(u_b, I, H, in, out, l));
+        QW_ASSIGN_OR_RETURN(auto w2, lq.quantize_group({{g_b, I}, {u_b, I}}, in, out, l));
+        wg = std::move(w2[0]);
+        wu = std::move(w2[1]);
       }
       DeviceBuffer g, u;
       QW_RETURN_IF_ERROR(lq.linear(ln.as<float>(), T, wg, I, H, nullptr, g, g_b));
@@ -336,7 +544,8 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
       {
         QW_ASSIGN_OR_RETURN(auto in,
                             lq.inputs(g.as<float>(), Tc, T, I, where + " down_proj input"));
-        QW_ASSIGN_OR_RETURN(wd, lq.quantize(d_b, H, I, in, out, l));
+        QW_ASSIGN_OR_RETURN(auto w1, lq.quantize_group({{d_b, H}}, in, out, l));
+        wd = std::move(w1[0]);
       }
       DeviceBuffer dn;
       QW_RETURN_IF_ERROR(lq.linear(g.as<float>(), T, wd, H, I, nullptr, dn, d_b));
@@ -355,17 +564,21 @@ Expected<GptqConfig> quantize_model_gpu(const ModelConfig& c, const Checkpoint& 
   QW_RETURN_IF_ERROR(write_safetensors_index(o.out_dir, weight_map));
   const double total =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  // The quality stage only appears with a report, so the line is unchanged without one.
-  char quality[64] = "";
+  // The search and quality stages only appear when they ran, so the line is unchanged without.
+  char search[128] = "", quality[64] = "";
+  if (plan.enabled)
+    std::snprintf(search, sizeof search,
+                  ", damping search %.1f s (%lld fit / %lld validation tokens)", times.search,
+                  (long long)fit_rows.size(), (long long)val_rows.size());
   if (o.quality)
     std::snprintf(quality, sizeof quality, ", quality report %.1f s (%lld held-out tokens)",
                   times.quality, (long long)(T - Tc));
   std::fprintf(stderr,
                "qwc: GPTQ on the GPU: %lld layers, %lld calibration tokens in %.1f s: load %.1f s, "
                "forward %.1f s, "
-               "Hessians %.1f s, Cholesky %.1f s, GPTQ solve %.1f s, pack+write %.1f s%s\n",
+               "Hessians %.1f s, Cholesky %.1f s, GPTQ solve %.1f s%s, pack+write %.1f s%s\n",
                (long long)c.num_hidden_layers, (long long)Tc, total, times.load, times.forward,
-               times.hessian, times.factor, times.solve, times.write, quality);
+               times.hessian, times.factor, times.solve, search, times.write, quality);
   return quantized_model_config(o);
 }
 

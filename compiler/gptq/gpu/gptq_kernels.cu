@@ -92,6 +92,26 @@ __global__ void to_double_kernel(const float* __restrict__ x, int64_t count,
     y[i] = double(x[i]);
 }
 
+// y[i * k + c] = double(x[rows[i] * k + c]): the damping search's fit or validation rows.
+__global__ void gather_to_double_kernel(const float* __restrict__ x,
+                                        const int32_t* __restrict__ rows, int64_t count, int64_t k,
+                                        double* __restrict__ y) {
+  const int64_t total = count * k;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / k, c = i % k;
+    y[i] = double(x[int64_t(rows[r]) * k + c]);
+  }
+}
+
+// Lower triangles (column-major k x k, entry (a, b), a >= b, at a + b * k): S += X.
+__global__ void add_lower_kernel(double* __restrict__ S, const double* __restrict__ X, int64_t k) {
+  const int64_t total = k * k;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x)
+    if (i % k >= i / k) S[i] = __dadd_rn(S[i], X[i]);
+}
+
 __global__ void hessian_diag_kernel(const double* __restrict__ S, int64_t sa, int64_t sb, int64_t k,
                                     double scale, double* __restrict__ diag) {
   const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -259,6 +279,20 @@ unsigned stride_grid(int64_t count, int threads) {
 cudaError_t launch_to_double(const float* x, int64_t count, double* y, cudaStream_t s) {
   if (count <= 0) return cudaSuccess;
   to_double_kernel<<<stride_grid(count, 256), 256, 0, s>>>(x, count, y);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_gather_to_double(const float* x, const int32_t* rows, int64_t count, int64_t k,
+                                    double* y, cudaStream_t s) {
+  if (count <= 0) return cudaSuccess;
+  if (k <= 0) return cudaErrorInvalidValue;
+  gather_to_double_kernel<<<stride_grid(count * k, 256), 256, 0, s>>>(x, rows, count, k, y);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_add_lower(double* S, const double* X, int64_t k, cudaStream_t s) {
+  if (k <= 0) return cudaErrorInvalidValue;
+  add_lower_kernel<<<stride_grid(k * k, 256), 256, 0, s>>>(S, X, k);
   return cudaGetLastError();
 }
 

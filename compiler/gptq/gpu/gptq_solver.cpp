@@ -32,8 +32,11 @@ Status solver_step(const GpuContext& ctx, cusolverStatus_t st, const DeviceBuffe
 
 }  // namespace
 
-Status hessian_sum(const GpuContext& ctx, const float* x, int64_t tokens, int64_t k,
-                   DeviceBuffer& S, const std::string& what) {
+namespace {
+
+// hessian_sum over x's first `tokens` rows (rows null) or over the rows `rows`.
+Status hessian_sum_impl(const GpuContext& ctx, const float* x, const int32_t* rows, int64_t tokens,
+                        int64_t k, DeviceBuffer& S, const std::string& what) {
   if (tokens <= 0) return Status::Error("GPTQ needs calibration activations (none collected)");
   QW_RETURN_IF_ERROR(check_int_dims(k, tokens, "Hessian of " + what));
   const size_t bytes = size_t(k) * size_t(k) * sizeof(double);
@@ -49,9 +52,10 @@ Status hessian_sum(const GpuContext& ctx, const float* x, int64_t tokens, int64_
   const double one = 1.0, zero = 0.0;
   for (int64_t t0 = 0; t0 < tokens; t0 += chunk) {
     const int64_t tn = std::min(chunk, tokens - t0);
-    QW_RETURN_IF_ERROR(
-        check_cuda(launch_to_double(x + t0 * k, tn * k, xd.as<double>(), ctx.stream()),
-                   "fp64 conversion for the Hessian of " + what));
+    QW_RETURN_IF_ERROR(check_cuda(
+        rows ? launch_gather_to_double(x, rows + t0, tn, k, xd.as<double>(), ctx.stream())
+             : launch_to_double(x + t0 * k, tn * k, xd.as<double>(), ctx.stream()),
+        "fp64 conversion for the Hessian of " + what));
     QW_RETURN_IF_ERROR(check_cublas(
         ctx.api().dsyrk(ctx.cublas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, int(k), int(tn), &one,
                         xd.as<double>(), int(k), t0 == 0 ? &zero : &one, S.as<double>(), int(k)),
@@ -59,6 +63,47 @@ Status hessian_sum(const GpuContext& ctx, const float* x, int64_t tokens, int64_
   }
   // xd is freed on return: wait until DSYRK no longer reads it.
   return ctx.sync("the Hessian of " + what);
+}
+
+// The Hessian's diagonal scaled 2/T, as quantize_gptq reads it, on the host.
+Expected<std::vector<double>> scaled_diagonal(const GpuContext& ctx, const DeviceBuffer& S,
+                                              int64_t sa, int64_t sb, int64_t k, double scale,
+                                              const std::string& what) {
+  std::vector<double> diag(static_cast<size_t>(k));
+  QW_ASSIGN_OR_RETURN(DeviceBuffer d,
+                      device_array<double>(size_t(k), "Hessian diagonal of " + what));
+  QW_RETURN_IF_ERROR(check_cuda(
+      launch_hessian_diag(S.as<double>(), sa, sb, k, scale, d.as<double>(), ctx.stream()),
+      "Hessian diagonal of " + what));
+  QW_RETURN_IF_ERROR(download(diag.data(), d, size_t(k) * sizeof(double), ctx.stream(),
+                              "Hessian diagonal of " + what));
+  return diag;
+}
+
+}  // namespace
+
+Status hessian_sum(const GpuContext& ctx, const float* x, int64_t tokens, int64_t k,
+                   DeviceBuffer& S, const std::string& what) {
+  return hessian_sum_impl(ctx, x, nullptr, tokens, k, S, what);
+}
+
+Status hessian_sum_rows(const GpuContext& ctx, const float* x, const int32_t* rows, int64_t count,
+                        int64_t k, DeviceBuffer& S, const std::string& what) {
+  if (!rows && count > 0) return Status::Error("internal: no rows for the Hessian of " + what);
+  return hessian_sum_impl(ctx, x, rows, count, k, S, what);
+}
+
+Expected<std::vector<int64_t>> hessian_order(const GpuContext& ctx, const DeviceBuffer& S,
+                                             int64_t sa, int64_t sb, int64_t k, int64_t tokens,
+                                             bool act_order, const std::string& what) {
+  if (tokens <= 0) return Status::Error("GPTQ needs calibration activations (none collected)");
+  if (k <= 0 || S.size() < size_t(k) * size_t(k) * sizeof(double))
+    return Status::Error("internal: Hessian buffer of " + what + " too small");
+  QW_ASSIGN_OR_RETURN(std::vector<double> diag,
+                      scaled_diagonal(ctx, S, sa, sb, k, 2.0 / double(tokens), what));
+  std::vector<uint8_t> dead;
+  fix_dead_diagonal(diag, dead);
+  return gptq_column_order(diag, act_order);
 }
 
 Expected<GptqFactor> factor_hessian(const GpuContext& ctx, const DeviceBuffer& S, int64_t sa,
@@ -78,16 +123,7 @@ Expected<GptqFactor> factor_hessian(const GpuContext& ctx, const DeviceBuffer& S
   f.k = k;
   // Dead inputs, order and mean diagonal: decided on the host from the diagonal, by the
   // functions quantize_gptq uses.
-  std::vector<double> diag(static_cast<size_t>(k));
-  {
-    QW_ASSIGN_OR_RETURN(DeviceBuffer d,
-                        device_array<double>(size_t(k), "Hessian diagonal of " + what));
-    QW_RETURN_IF_ERROR(
-        check_cuda(launch_hessian_diag(S.as<double>(), sa, sb, k, scale, d.as<double>(), st),
-                   "Hessian diagonal of " + what));
-    QW_RETURN_IF_ERROR(
-        download(diag.data(), d, size_t(k) * sizeof(double), st, "Hessian diagonal of " + what));
-  }
+  QW_ASSIGN_OR_RETURN(std::vector<double> diag, scaled_diagonal(ctx, S, sa, sb, k, scale, what));
   std::vector<uint8_t> dead;
   fix_dead_diagonal(diag, dead);
   f.perm = gptq_column_order(diag, s.act_order);

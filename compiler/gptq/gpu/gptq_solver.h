@@ -34,6 +34,17 @@ struct GptqFactor {
 Status hessian_sum(const GpuContext& ctx, const float* x, int64_t tokens, int64_t k,
                    DeviceBuffer& S, const std::string& what);
 
+// hessian_sum over the rows `rows` (device, `count` indices into x [*][k]) only: the damping
+// search's fit or validation tokens.
+Status hessian_sum_rows(const GpuContext& ctx, const float* x, const int32_t* rows, int64_t count,
+                        int64_t k, DeviceBuffer& S, const std::string& what);
+
+// The column order factor_hessian takes for this Hessian sum (its `perm`) without factoring:
+// dead inputs and act-order from the scaled diagonal, by quantize_gptq's functions.
+Expected<std::vector<int64_t>> hessian_order(const GpuContext& ctx, const DeviceBuffer& S,
+                                             int64_t sa, int64_t sb, int64_t k, int64_t tokens,
+                                             bool act_order, const std::string& what);
+
 // The factor of the Hessian whose sum's lower triangle entry (a, b) is S[a * sa + b * sb],
 // accumulated over `tokens` tokens. `what` names the input in errors.
 Expected<GptqFactor> factor_hessian(const GpuContext& ctx, const DeviceBuffer& S, int64_t sa,

@@ -19,6 +19,12 @@ inline constexpr int kMaxGptqBlock = 128;
 
 // y[i] = double(x[i]).
 cudaError_t launch_to_double(const float* x, int64_t count, double* y, cudaStream_t s);
+// y[i][c] = double(x[rows[i]][c]) for i < count, x [*][k] (the damping search's row subsets).
+cudaError_t launch_gather_to_double(const float* x, const int32_t* rows, int64_t count, int64_t k,
+                                    double* y, cudaStream_t s);
+// S += X on the lower triangles of two column-major k x k sums (hessian_sum's layout), each
+// entry rounded as the CPU's + (Hessian::add_sum); S's upper triangle is left alone.
+cudaError_t launch_add_lower(double* S, const double* X, int64_t k, cudaStream_t s);
 // S holds the Hessian sum's lower triangle: entry (a, b), a >= b, at S[a * sa + b * sb].
 // diag[c] = S(c, c) * scale.
 cudaError_t launch_hessian_diag(const double* S, int64_t sa, int64_t sb, int64_t k, double scale,
@@ -73,10 +79,17 @@ cudaError_t launch_add(float* x, const float* y, int64_t count, cudaStream_t s);
 // ---- held-out errors (quality_kernels.cu) -------------------------------------------------
 // S [k][k] column-major with its lower triangle set (hessian_sum): copies it to the upper one.
 cudaError_t launch_mirror_lower(double* S, int64_t k, cudaStream_t s);
-// For `rows` rows of [rows][k] row-major fp32 weights: B (column-major, k x 3 rows) gets, for
-// row i, columns 3i, 3i+1, 3i+2 = W - Q_gptq, W - Q_rtn, W in double (the differences exact).
-cudaError_t launch_weight_deltas(const float* w, const float* q_gptq, const float* q_rtn,
-                                 int64_t rows, int64_t k, double* B, cudaStream_t s);
+// Up to kMaxWeightForms quantized weights whose differences from W are measured together.
+inline constexpr int kMaxWeightForms = 8;
+struct WeightFormSources {
+  const float* q[kMaxWeightForms];  // device [rows][k] each; null: the form of W itself
+  int count;
+};
+// For `rows` rows of [rows][k] row-major fp32 weights: B (column-major, k x count rows) gets,
+// for row i, columns count*i + f = W - Q_f (W where Q_f is null), in double (the differences
+// exact).
+cudaError_t launch_weight_deltas(const float* w, const WeightFormSources& q, int64_t rows,
+                                 int64_t k, double* B, cudaStream_t s);
 // out[j] = sum_i C[j * k + i] * B[j * k + i] for each of `cols` columns of length k.
 cudaError_t launch_column_dots(const double* C, const double* B, int64_t k, int64_t cols,
                                double* out, cudaStream_t s);

@@ -23,17 +23,18 @@ __global__ void mirror_lower_kernel(double* __restrict__ S, int64_t k) {
   }
 }
 
-__global__ void weight_deltas_kernel(const float* __restrict__ w, const float* __restrict__ qg,
-                                     const float* __restrict__ qr, int64_t rows, int64_t k,
-                                     double* __restrict__ B) {
+__global__ void weight_deltas_kernel(const float* __restrict__ w, WeightFormSources src,
+                                     int64_t rows, int64_t k, double* __restrict__ B) {
   const int64_t total = rows * k;
+  const int64_t nf = src.count;
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i = idx / k, c = idx % k;
     const double wv = double(w[idx]);
-    B[(3 * i + 0) * k + c] = __dsub_rn(wv, double(qg[idx]));
-    B[(3 * i + 1) * k + c] = __dsub_rn(wv, double(qr[idx]));
-    B[(3 * i + 2) * k + c] = wv;
+    for (int64_t f = 0; f < nf; ++f) {
+      const float* q = src.q[f];
+      B[(nf * i + f) * k + c] = q ? __dsub_rn(wv, double(q[idx])) : wv;
+    }
   }
 }
 
@@ -64,10 +65,11 @@ cudaError_t launch_mirror_lower(double* S, int64_t k, cudaStream_t s) {
   return cudaGetLastError();
 }
 
-cudaError_t launch_weight_deltas(const float* w, const float* q_gptq, const float* q_rtn,
-                                 int64_t rows, int64_t k, double* B, cudaStream_t s) {
-  if (rows <= 0 || k <= 0) return cudaErrorInvalidValue;
-  weight_deltas_kernel<<<stride_grid(rows * k, 256), 256, 0, s>>>(w, q_gptq, q_rtn, rows, k, B);
+cudaError_t launch_weight_deltas(const float* w, const WeightFormSources& q, int64_t rows,
+                                 int64_t k, double* B, cudaStream_t s) {
+  if (rows <= 0 || k <= 0 || q.count <= 0 || q.count > kMaxWeightForms)
+    return cudaErrorInvalidValue;
+  weight_deltas_kernel<<<stride_grid(rows * k, 256), 256, 0, s>>>(w, q, rows, k, B);
   return cudaGetLastError();
 }
 

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# A/B of a runtime switch on the 7b shape in one device call (both sides in the same run, so
+# the ratio is meaningful): attention / kernel GPU unit tests, the tiny model against the CPU
+# executor (FP16 and INT4), the 7b FP16 and INT4 (RTN g128) artifacts checked against the CPU
+# executor, then `qwrun bench` of each artifact as built (A) and with $QW_AB set (B), the
+# INT4 startup breakdown and a step trace at batch 1. JSON under $OUT; a table last.
+# Usage: tools/decode_ab_check.sh BIN_DIR   (QW_AB="QW_FUSED_ATTN=1" by default;
+# QW_AB_TESTS: doctest -tc filter for qw_gpu_tests, default '*attention*,*GEMV*')
+set -u -o pipefail
+BIN=$1
+AB=${QW_AB:-QW_FUSED_ATTN=1}
+W=/tmp/qw_ab_work; mkdir -p $W; R=${OUT:-/tmp/qw_out}; mkdir -p $R
+export QW_KERNEL_CACHE=$W/kcache
+T0=$(date +%s)
+mark() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
+mark "device: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); B side: $AB"
+timeout 150 $BIN/qw_gpu_tests -tc="${QW_AB_TESTS:-*attention*,*GEMV*}" > $W/unit.txt 2>&1
+echo "qw_gpu_tests rc=$?: $(tail -2 $W/unit.txt | tr '\n' ' ')"
+grep -B2 -A12 "ERROR" $W/unit.txt | head -40
+$BIN/qwc make-test-model --preset tiny --seed 3 -o $W/tiny --tokenizer tests/data > /dev/null 2>&1
+$BIN/qwc compile $W/tiny -o $W/tiny.qwart --arch sm_90a > $W/c1.log 2>&1 || tail -2 $W/c1.log
+$BIN/qwc compile $W/tiny -o $W/tiny_int4.qwart --dtype int4-gptq --rtn --group-size 64 --arch sm_90a \
+  > $W/c2.log 2>&1 || tail -2 $W/c2.log
+for m in tiny tiny_int4; do
+  $BIN/qwgpu cpu-check $W/$m.qwart --seqs 40 > $W/cpucheck_$m.txt 2>&1
+  echo "$m cpu-check rc=$?: $(tail -1 $W/cpucheck_$m.txt)"
+done
+mark "tiny checks done"
+$BIN/qwc make-test-model --preset 7b --seed 1 -o $W/ck7b --tokenizer tests/data > /dev/null 2>&1
+$BIN/qwc compile $W/ck7b -o $W/m7b_fp16.qwart --arch sm_90a 2>&1 | tail -1
+$BIN/qwc compile $W/ck7b -o $W/m7b_int4.qwart --dtype int4-gptq --rtn --group-size 128 --arch sm_90a 2>&1 | tail -1
+rm -rf $W/ck7b
+mark "7b artifacts built"
+for m in fp16 int4; do
+  $BIN/qwgpu cpu-check $W/m7b_$m.qwart --seqs 4 > $W/cpucheck_7b_$m.txt 2>&1
+  echo "7b $m cpu-check rc=$?: $(tail -1 $W/cpucheck_7b_$m.txt)"
+done
+mark "7b cpu-checks done"
+bench() {  # NAME ARTIFACT [ENV...]
+  local name=$1 art=$2; shift 2
+  env "$@" $BIN/qwrun bench $art --device gpu --kv-cache-gb 16 --batch-sizes 1 8 16 32 --decode-steps 128 \
+    --prompt-lengths 128 2048 --out $R/bench_$name.json > /dev/null 2> $W/bench_$name.err || tail -3 $W/bench_$name.err
+}
+for m in fp16 int4; do
+  bench ${m}_A $W/m7b_$m.qwart QW_AB_SIDE=A
+  bench ${m}_B $W/m7b_$m.qwart $AB
+  mark "7b $m benches done"
+done
+for m in int4 fp16; do
+  $BIN/qwrun bench $W/m7b_$m.qwart --device gpu --startup --out $R/startup_$m.json > /dev/null 2> $W/startup.err ||
+    tail -3 $W/startup.err
+done
+QW_STEP_TRACE=1 $BIN/qwrun bench $W/m7b_fp16.qwart --device gpu --kv-cache-gb 16 --batch-sizes 1 --decode-steps 128 \
+  --prompt-lengths 128 --no-ceilings --out $W/trace.json > /dev/null 2> $W/trace.err
+grep "step trace" $W/trace.err
+mark "done"
+python3 - "$R" "$AB" <<'PY'
+import json, os, sys
+r, ab = sys.argv[1], sys.argv[2]
+def load(n):
+    p = f"{r}/{n}.json"
+    return json.load(open(p)) if os.path.exists(p) else None
+for m in ("fp16", "int4"):
+    for side in ("A", "B"):
+        d = load(f"bench_{m}_{side}")
+        if not d:
+            print(f"{m} {side}: no result"); continue
+        fl = d.get("floors", {}).get("decode", {})
+        print(f"7b {m} {side}{' (' + ab + ')' if side == 'B' else ''}: " +
+              " ".join(f"b{k} {v:.1f} tok/s ({fl.get(k, {}).get('ratio', 0) * 100:.1f}%)" for k, v in d["decode_tok_s"].items()) +
+              f"; replay b1 {d.get('graph_replay_ms', {}).get('1', 0):.3f} ms; ttft128 {d['ttft_ms']['128']:.1f} ms"
+              f" ttft2048 {d['ttft_ms']['2048']:.1f} ms; load {d.get('load_seconds', 0):.2f} s")
+for m in ("int4", "fp16"):
+    s = load(f"startup_{m}")
+    if s:
+        print(f"{m} startup: ready {s['process_start_to_ready_s']:.3f} s from process start; " +
+              ", ".join(f"{k} {v:.3f}" for k, v in s["stages"].items()) +
+              f"; h2d {s['weights']['h2d_gbps']:.1f} GB/s")
+PY
