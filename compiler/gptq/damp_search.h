@@ -5,7 +5,7 @@
 // input width (7B's down_proj: 18,944 inputs) or unstructured activations it overfits that
 // Hessian and can lose to round-to-nearest on unseen text. The search measures that instead of
 // assuming it:
-//   * validation tokens: with 5 or more calibration sequences, every 5th sequence (index
+//   * validation tokens: with 3 or more calibration sequences, every 5th sequence (index
 //     i % 5 == 2) whole: unseen text, as GPTQ will meet it (blocks of the same sequences share
 //     their context and vocabulary with the fit tokens and judged overfitting too mildly: on
 //     the 7b shape, down_proj looked 0.90-0.999x RTN on them and was 1.007-1.032x on held-out
@@ -41,7 +41,7 @@ inline constexpr int64_t kDampValBlock = 64;      // positions per block
 inline constexpr int64_t kDampValStride = 5;      // every 5th block is validation
 inline constexpr int64_t kDampMinValTokens = 64;  // fewer: no search (said once on stderr)
 
-inline constexpr int64_t kDampValSequenceSplitMin = 5;  // sequences for the sequence split
+inline constexpr int64_t kDampValSequenceSplitMin = 3;  // sequences for the sequence split
 
 // Whether position `pos` of a calibration sequence is a validation token (the block split).
 inline bool is_validation_position(int64_t pos) {

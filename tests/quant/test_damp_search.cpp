@@ -68,16 +68,17 @@ TEST_CASE("damp search: validation positions are every 5th block of 64 in each s
     CHECK(p.val_tokens == val + 64);
     CHECK(p.fit_tokens == len + 320 - p.val_tokens);
   }
-  // Sequence lengths 1, 64, 320, 513 together: validation 0 + 0 + 64 + 64.
-  const DampSearchPlan p = plan_damp_search(sequences_of_lengths({1, 64, 320, 513}), true);
+  // Sequence lengths 385 and 513 together: validation 64 + 64.
+  const DampSearchPlan p = plan_damp_search(sequences_of_lengths({385, 513}), true);
   CHECK(p.enabled);
+  CHECK(!p.by_sequence);
   CHECK(p.val_tokens == 128);
-  CHECK(p.fit_tokens == 1 + 64 + 256 + 449);
-  // Sequences at [0, 1), [1, 65), [65, 385), [385, 898): runs fit [0, 321), val [321, 385),
-  // fit [385, 641), val [641, 705), fit [705, 898).
+  CHECK(p.fit_tokens == 321 + 449);
+  // Sequences at [0, 385), [385, 898): runs fit [0, 256), val [256, 320), fit [320, 641),
+  // val [641, 705), fit [705, 898).
   const std::vector<TokenRun> runs = mask_runs(p.val_mask);
   REQUIRE(runs.size() == 5);
-  const int64_t begins[] = {0, 321, 385, 641, 705}, counts[] = {321, 64, 256, 64, 193};
+  const int64_t begins[] = {0, 256, 320, 641, 705}, counts[] = {256, 64, 321, 64, 193};
   for (size_t i = 0; i < runs.size(); ++i) {
     CAPTURE(i);
     CHECK(runs[i].begin == begins[i]);
@@ -86,10 +87,16 @@ TEST_CASE("damp search: validation positions are every 5th block of 64 in each s
   }
 }
 
-TEST_CASE("damp search: with 5 or more sequences, every 5th sequence (i % 5 == 2) validates") {
-  const DampSearchPlan four = plan_damp_search(sequences_of_lengths({320, 320, 320, 320}), true);
-  CHECK(!four.by_sequence);  // blocks
-  CHECK(four.val_tokens == 4 * 64);
+TEST_CASE("damp search: with 3 or more sequences, every 5th sequence (i % 5 == 2) validates") {
+  const DampSearchPlan two = plan_damp_search(sequences_of_lengths({320, 320}), true);
+  CHECK(!two.by_sequence);  // blocks
+  CHECK(two.val_tokens == 2 * 64);
+  // Three (the built-in text's count): the third, whole.
+  const DampSearchPlan three = plan_damp_search(sequences_of_lengths({512, 512, 512}), true);
+  CHECK(three.by_sequence);
+  CHECK(three.val_tokens == 512);
+  CHECK(three.fit_tokens == 1024);
+  CHECK(mask_runs(three.val_mask).size() == 2);
   // 12 sequences: 2 and 7 validate whole, whatever their length.
   const std::vector<int64_t> lens = {100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 5, 1};
   const DampSearchPlan p = plan_damp_search(sequences_of_lengths(lens), true);
@@ -114,7 +121,7 @@ TEST_CASE("damp search: with 5 or more sequences, every 5th sequence (i % 5 == 2
 
 TEST_CASE("damp search: too few validation tokens, or not asked for, is no search") {
   // 512-token sequences give 64 each; one of 319 gives 63: too few, said in one line.
-  const DampSearchPlan few = plan_damp_search(sequences_of_lengths({319, 200, 64}), true);
+  const DampSearchPlan few = plan_damp_search(sequences_of_lengths({319, 200}), true);
   CHECK(few.requested);
   CHECK(!few.enabled);
   CHECK(few.val_tokens == 63);
