@@ -191,6 +191,28 @@ __device__ __forceinline__ void merge_warps(const AttnShared& sh, int g, int d, 
   }
 }
 
+// The block's result for row r, kv head kh, part z: the normalised output (whole: the row's
+// only part) or the partial (unnormalised o; max, sum) at ((r, head) * nsplit + z), stored
+// past L1 (another kernel, or the last part of this one, reads it).
+__device__ __forceinline__ void write_block_result(const AttnShared& sh, int r, int kh, int z,
+                                                   int nsplit, bool whole, wt* __restrict__ out,
+                                                   float* __restrict__ part_o,
+                                                   float* __restrict__ part_ml) {
+  for (int i = threadIdx.x; i < QW_G * QW_D; i += blockDim.x) {
+    const int g = i / QW_D, d = i - g * QW_D;
+    float M, L, O;
+    merge_warps(sh, g, d, M, L, O);
+    const int h = kh * QW_G + g;
+    if (whole) {
+      out[((long long)r * qwc::kQHeads + h) * QW_D + d] = from_f32(O / L);
+    } else {
+      const long long pi = ((long long)r * qwc::kQHeads + h) * nsplit + z;
+      __stcg(part_o + pi * QW_D + d, O);
+      if (d == 0) __stcg(reinterpret_cast<float2*>(part_ml) + pi, make_float2(M, L));
+    }
+  }
+}
+
 // This row's keys split in nsplit parts of whole KV blocks: part z is [b0, b1).
 __device__ __forceinline__ void split_range(int pos, int nsplit, int z, int& b0, int& b1) {
   const int nblk = pos / QW_BT + 1;
@@ -226,22 +248,7 @@ extern "C" __global__ void __launch_bounds__(QW_ATT_WARPS * 32)
   split_range(pos, nsplit, z, b0, b1);
   attend_blocks<true>(sh, kc, vc, block_tables + (long long)row_seq[r] * bt_stride, kh, pos, b0,
                       b1);
-  for (int i = threadIdx.x; i < QW_G * QW_D; i += blockDim.x) {
-    const int g = i / QW_D, d = i - g * QW_D;
-    float M, L, O;
-    merge_warps(sh, g, d, M, L, O);
-    const int h = kh * QW_G + g;
-    if (nsplit == 1) {
-      out[((long long)r * qwc::kQHeads + h) * QW_D + d] = from_f32(O / L);
-    } else {
-      const long long pi = ((long long)r * qwc::kQHeads + h) * nsplit + z;
-      part_o[pi * QW_D + d] = O;
-      if (d == 0) {
-        part_ml[pi * 2] = M;
-        part_ml[pi * 2 + 1] = L;
-      }
-    }
-  }
+  write_block_result(sh, r, kh, z, nsplit, nsplit == 1, out, part_o, part_ml);
 }
 
 // Decode attention with the QKV epilogue and the split merge fused in (one launch per layer
@@ -318,19 +325,7 @@ extern "C" __global__ void __launch_bounds__(QW_DEC_THREADS)
 
   attend_blocks<false>(sh, kc, vc, block_tables + (long long)row_seq[r] * bt_stride, kh, pos, b0,
                        b1);
-  for (int i = threadIdx.x; i < QW_G * QW_D; i += blockDim.x) {
-    const int g = i / QW_D, d = i - g * QW_D;
-    float M, L, O;
-    merge_warps(sh, g, d, M, L, O);
-    const int h = kh * QW_G + g;
-    if (parts == 1) {
-      out[((long long)r * qwc::kQHeads + h) * QW_D + d] = from_f32(O / L);
-    } else {
-      const long long pi = ((long long)r * qwc::kQHeads + h) * nsplit + z;
-      __stcg(part_o + pi * QW_D + d, O);
-      if (d == 0) __stcg(reinterpret_cast<float2*>(part_ml) + pi, make_float2(M, L));
-    }
-  }
+  write_block_result(sh, r, kh, z, nsplit, parts == 1, out, part_o, part_ml);
   if (parts == 1) return;
   __threadfence();
   __syncthreads();
