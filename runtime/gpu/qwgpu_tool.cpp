@@ -454,7 +454,8 @@ int cmd_sweep(std::vector<std::string> a) {
     bool flash;
     int ks = 0;  // GEMV warps per row pair (0: planned)
   };
-  const Cfg cfgs[] = {{"gemv<=4, tensor cores <=32", false, 4, 32, true},
+  const Cfg cfgs[] = {{"defaults: PDL, gemv<=4, tc<=32", true, 4, 32, true},
+                      {"gemv<=4, tensor cores <=32", false, 4, 32, true},
                       {"  same, GEMV ks 1", false, 4, 32, true, 1},
                       {"  same, GEMV ks 2", false, 4, 32, true, 2},
                       {"  same, GEMV ks 4", false, 4, 32, true, 4},
