@@ -74,7 +74,9 @@ __device__ __forceinline__ void gemv_tc_impl(const wt* __restrict__ W, const wt*
 #pragma unroll
   for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 
-  auto load = [&](QwTcGroup<NT, P>& gr, int u0) {
+  // Weights (constant data) and activations of one group; the first group's weights go out
+  // before the PDL wait, its activations after.
+  auto load_w = [&](QwTcGroup<NT, P>& gr, int u0) {
 #pragma unroll
     for (int p = 0; p < P; ++p) {
       const int k = (u0 + p) * 32;
@@ -82,13 +84,18 @@ __device__ __forceinline__ void gemv_tc_impl(const wt* __restrict__ W, const wt*
       if (ok) {
         gr.w[p][0] = ld_stream16(wlo + k);
         gr.w[p][1] = ld_stream16(whi + k);
-#pragma unroll
-        for (int j = 0; j < NT; ++j) gr.x[p][j] = ldg16(xr[j] + k);
       } else {
         gr.w[p][0] = gr.w[p][1] = make_uint4(0, 0, 0, 0);
-#pragma unroll
-        for (int j = 0; j < NT; ++j) gr.x[p][j] = make_uint4(0, 0, 0, 0);
       }
+    }
+  };
+  auto load_x = [&](QwTcGroup<NT, P>& gr, int u0) {
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const int k = (u0 + p) * 32;
+      const bool ok = u0 + p < u_end && (K % 32 == 0 || k + 8 * c < K);
+#pragma unroll
+      for (int j = 0; j < NT; ++j) gr.x[p][j] = ok ? ldg16(xr[j] + k) : make_uint4(0, 0, 0, 0);
     }
   };
   auto compute = [&](const QwTcGroup<NT, P>& gr) {
@@ -107,14 +114,18 @@ __device__ __forceinline__ void gemv_tc_impl(const wt* __restrict__ W, const wt*
     }
   };
 
+  QwTcGroup<NT, P> cur, nxt;
+  if (active) load_w(cur, u_begin);
   qw_pdl_trigger();
   qw_pdl_wait();
   if (active) {
-    QwTcGroup<NT, P> cur, nxt;
-    load(cur, u_begin);
+    load_x(cur, u_begin);
 #pragma unroll 1
     for (int u = u_begin; u < u_end; u += P) {
-      if (u + P < u_end) load(nxt, u + P);
+      if (u + P < u_end) {
+        load_w(nxt, u + P);
+        load_x(nxt, u + P);
+      }
       compute(cur);
       cur = nxt;
     }

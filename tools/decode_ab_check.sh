@@ -19,7 +19,7 @@ mark "device: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); B 
 QUICK=${QW_AB_QUICK:-0}  # 1: benches only (with QW_AB_REUSE=1: artifacts of an earlier call)
 [ "$QUICK" = 1 ] || timeout 150 $BIN/qw_gpu_tests -tc="${QW_AB_TESTS:-*attention*,*GEMV*}" > $W/unit.txt 2>&1
 [ "$QUICK" = 1 ] || echo "qw_gpu_tests rc=$?: $(tail -2 $W/unit.txt | tr '\n' ' ')"
-[ "$QUICK" = 1 ] || grep -B2 -A12 "ERROR" $W/unit.txt | head -40
+[ "$QUICK" = 1 ] || { grep -B2 -A12 "ERROR" $W/unit.txt | head -40; cp $W/unit.txt $R/qw_gpu_tests.txt; }
 if [ "$QUICK" != 1 ]; then
   $BIN/qwc make-test-model --preset tiny --seed 3 -o $W/tiny --tokenizer tests/data > /dev/null 2>&1
   $BIN/qwc compile $W/tiny -o $W/tiny.qwart --arch sm_90a > $W/c1.log 2>&1 || tail -2 $W/c1.log

@@ -55,6 +55,10 @@ struct GpuExecutorOptions {
   // unchanged (those use the tensor-core or cuBLAS GEMMs, launched without it). Session 2's
   // kernels measured slower with it (docs/performance.md). QW_PDL=0 turns it off.
   bool pdl = true;
+  // PDL also for the tensor-core decode GEMMs (gemv_max_rows < rows <= tc_max_rows), which
+  // fetch their first weights before the wait too: FP16 b8 +1.3% (H100, session 10).
+  // QW_PDL_TC=0 turns it off (A/B).
+  bool pdl_tensor_core = true;
   bool flash_attention = true;  // tensor-core attention for passes with prompt chunks
   // Decode passes: one attention_decode launch per layer instead of qkv_rope_kv +
   // attention_paged (+ attention_combine). Off: measured slower on the H100 at the bench's
