@@ -43,9 +43,9 @@ size_t tiles_offset(int64_t rows) {
 constexpr int kDecodeBuckets[] = {1, 2, 4, 8, 16, 32, 64};
 constexpr int kFlashRows = 64;  // query rows per flash-attention tile (QW_FA_BM)
 
-// QW_PDL=0, QW_PDL_TC=0, QW_ATTN=paged, QW_GEMV_MAX_ROWS=N, QW_GEMV_KS=1|2|4, QW_TC_MAX_ROWS=N, QW_GRAPH_MAX=N,
-// QW_FUSED_ATTN=0|1 override the options
-// (A/B measurements on the device without rebuilding).
+// QW_PDL=0, QW_PDL_TC=0, QW_ATTN=paged, QW_GEMV_MAX_ROWS=N, QW_GEMV_KS=1|2|4, QW_TC_MAX_ROWS=N,
+// QW_GRAPH_MAX=N, QW_FUSED_ATTN=0|1 override the options (A/B measurements on the device
+// without rebuilding).
 void apply_env_overrides(GpuExecutorOptions& o) {
   if (const char* v = std::getenv("QW_PDL")) o.pdl = std::atoi(v) != 0;
   if (const char* v = std::getenv("QW_PDL_TC")) o.pdl_tensor_core = std::atoi(v) != 0;
@@ -435,9 +435,9 @@ Status GpuExecutor::lm_head(int first_row, int rows) {
   const int H = int(cfg_.hidden_size);
   const int* idx = d_logit_rows_ + first_row;
   const DenseKernel dk = dense_kernel(rows);
-  // Not the tensor-core lm_head of INT4 artifacts: its blocks, released by the rmsnorm that
-  // triggers at entry, start during the INT4 down_proj's last wave and slowed b8 steps by 6%
-  // (H100, session 10); the FP16 ones gain 1.3% at b8.
+  // Not the tensor-core lm_head of INT4 artifacts: with it their b8 steps were 6% slower
+  // (H100, session 10; its blocks, released early through the rmsnorm, likely compete with
+  // the INT4 down_proj's last wave). FP16 artifacts gain 1.3% at b8.
   pdl_now_ = pdl_ && (dk == DenseKernel::Gemv ||
                       (dk == DenseKernel::TensorCore && opts_.pdl_tensor_core && !int4_));
   QW_RETURN_IF_ERROR(run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_,
@@ -476,8 +476,8 @@ Status GpuExecutor::forward(int rows, int nsplit, int ntiles, bool decode) {
   const bool gemv = dk == DenseKernel::Gemv, tc = dk == DenseKernel::TensorCore;
   // PDL pairs kernels that trigger and wait (ours); cuBLAS and the INT4 dequantization
   // passes (more than Int4Linear::kMaxDirectRows rows) run without it.
-  pdl_now_ = pdl_ && (int4_ ? rows <= Int4Linear::kMaxDirectRows
-                             : gemv || (tc && opts_.pdl_tensor_core));
+  pdl_now_ =
+      pdl_ && (int4_ ? rows <= Int4Linear::kMaxDirectRows : gemv || (tc && opts_.pdl_tensor_core));
   const float scale_log2 = float(1.0 / std::sqrt(double(D)) * 1.4426950408889634);
   const float* nullf = nullptr;
   const int* nulli = nullptr;

@@ -48,11 +48,11 @@ struct GpuExecutorOptions {
   // b8 6.03 vs cuBLAS 6.29; b16 6.49 vs 6.33; b32 8.69 vs 6.35 (docs/performance.md,
   // version 3). So 8.
   int tc_max_rows = 8;
-  // Programmatic dependent launch on the GEMV and INT4 GEMM paths (sm_90): a kernel's blocks
-  // start, and fetch their first weights, while the previous kernel's last wave runs.
-  // Measured on the H100 (7b, one process, 2026-11-24 session 10): INT4 decode +6 to +8% at
-  // b1-b32 (b1 296.5 vs 275.7 tok/s), FP16 b1 +1.4% (graph replay 5.500 vs 5.576 ms), b4-b32
-  // unchanged (those use the tensor-core or cuBLAS GEMMs, launched without it). Session 2's
+  // Programmatic dependent launch on the GEMV, tensor-core (pdl_tensor_core) and INT4 GEMM
+  // paths (sm_90): a kernel's blocks start, and fetch their first weights, while the previous
+  // kernel's last wave runs. Measured on the H100 (7b, one process, 2026-11-24 session 10):
+  // INT4 decode +6 to +8% at b1-b32 (b1 296.5 vs 275.7 tok/s), FP16 b1 +1.4% (graph replay
+  // 5.500 vs 5.576 ms). cuBLAS passes (FP16 above tc_max_rows rows) run without it. Session 2's
   // kernels measured slower with it (docs/performance.md). QW_PDL=0 turns it off.
   bool pdl = true;
   // PDL also for the tensor-core decode GEMMs (gemv_max_rows < rows <= tc_max_rows), which
