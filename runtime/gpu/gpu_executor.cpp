@@ -380,6 +380,11 @@ Status GpuExecutor::gemm(const void* a, const void* w, float* c, int rows, int n
   return Status::Ok();
 }
 
+bool GpuExecutor::dense_pdl(DenseKernel dk) const {
+  return pdl_ &&
+         (dk == DenseKernel::Gemv || (dk == DenseKernel::TensorCore && opts_.pdl_tensor_core));
+}
+
 GpuExecutor::DenseKernel GpuExecutor::dense_kernel(int rows) const {
   if (rows <= opts_.gemv_max_rows) return DenseKernel::Gemv;
   if (rows <= opts_.tc_max_rows) return DenseKernel::TensorCore;
@@ -438,8 +443,7 @@ Status GpuExecutor::lm_head(int first_row, int rows) {
   // Not the tensor-core lm_head of INT4 artifacts: with it their b8 steps were 6% slower
   // (H100, session 10; its blocks, released early through the rmsnorm, likely compete with
   // the INT4 down_proj's last wave). FP16 artifacts gain 1.3% at b8.
-  pdl_now_ = pdl_ && (dk == DenseKernel::Gemv ||
-                      (dk == DenseKernel::TensorCore && opts_.pdl_tensor_core && !int4_));
+  pdl_now_ = dense_pdl(dk) && !(int4_ && dk == DenseKernel::TensorCore);
   QW_RETURN_IF_ERROR(run_kernel(k_rmsnorm_, dim3(rows), dim3(256), x_,
                                 static_cast<const float*>(nullptr), final_norm_, hl_, rows, idx));
   const int n = int(vocab_rows_);
@@ -476,8 +480,7 @@ Status GpuExecutor::forward(int rows, int nsplit, int ntiles, bool decode) {
   const bool gemv = dk == DenseKernel::Gemv, tc = dk == DenseKernel::TensorCore;
   // PDL pairs kernels that trigger and wait (ours); cuBLAS and the INT4 dequantization
   // passes (more than Int4Linear::kMaxDirectRows rows) run without it.
-  pdl_now_ =
-      pdl_ && (int4_ ? rows <= Int4Linear::kMaxDirectRows : gemv || (tc && opts_.pdl_tensor_core));
+  pdl_now_ = int4_ ? pdl_ && rows <= Int4Linear::kMaxDirectRows : dense_pdl(dk);
   const float scale_log2 = float(1.0 / std::sqrt(double(D)) * 1.4426950408889634);
   const float* nullf = nullptr;
   const int* nulli = nullptr;

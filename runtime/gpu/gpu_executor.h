@@ -165,6 +165,8 @@ class GpuExecutor final : public ModelExecutor {
   // the layers' projections unless int4_ holds them).
   enum class DenseKernel { Gemv, TensorCore, Cublas };
   DenseKernel dense_kernel(int rows) const;
+  // Whether our fp16/bf16 kernels of that kind launch with PDL (cuBLAS never does).
+  bool dense_pdl(DenseKernel dk) const;
   enum TcMatrix { kTcQkv = 0, kTcORes, kTcGateUp, kTcDownRes, kTcLmHead, kTcMatrices };
   // y (or yh for the SwiGLU matrix) for `rows` <= QW_TC_MAX_ROWS activation rows of x.
   Status tc_linear(TcMatrix m, const void* w, const void* x, int rows, float* y, void* yh, int n);

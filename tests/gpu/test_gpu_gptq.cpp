@@ -239,24 +239,35 @@ std::vector<std::vector<int32_t>> tiny_calibration(const std::string& ckpt) {
   return split_calibration(ids, 256);
 }
 
+// The tiny test checkpoint, opened: its directory, config.json and shards.
+struct TinyModel {
+  std::string dir;
+  ModelConfig config;
+  Checkpoint ck;
+};
+TinyModel open_tiny_model() {
+  std::string dir = tiny_checkpoint();
+  auto config = read_hf_config(dir);
+  REQUIRE_MESSAGE(config.ok(), config.status().message());
+  auto ck = Checkpoint::open(dir);
+  REQUIRE_MESSAGE(ck.ok(), ck.status().message());
+  return {std::move(dir), std::move(*config), std::move(*ck)};
+}
+
 void compare_models(bool act_order, int group_size) {
-  const std::string ckpt = tiny_checkpoint();
-  auto config = read_hf_config(ckpt);
-  REQUIRE(config.ok());
-  auto ck = Checkpoint::open(ckpt);
-  REQUIRE(ck.ok());
+  const TinyModel m = open_tiny_model();
   const auto dir = scratch_dir(std::string("gptq_gpu_model") + (act_order ? "_act" : "") +
                                std::to_string(group_size));
   ModelQuantizeOptions o;
   o.settings.group_size = group_size;
   o.settings.act_order = act_order;
   o.settings.threads = 4;
-  o.calibration = tiny_calibration(ckpt);
+  o.calibration = tiny_calibration(m.dir);
   o.out_dir = (dir / "cpu").string();
-  auto cpu_cfg = quantize_model(*config, *ck, o);
+  auto cpu_cfg = quantize_model(m.config, m.ck, o);
   REQUIRE_MESSAGE(cpu_cfg.ok(), cpu_cfg.status().message());
   o.out_dir = (dir / "gpu").string();
-  auto gpu_cfg = gptq::gpu::quantize_model_gpu(*config, *ck, o);
+  auto gpu_cfg = gptq::gpu::quantize_model_gpu(m.config, m.ck, o);
   REQUIRE_MESSAGE(gpu_cfg.ok(), gpu_cfg.status().message());
   CHECK(gpu_cfg->group_size == cpu_cfg->group_size);
   CHECK(gpu_cfg->desc_act == cpu_cfg->desc_act);
@@ -265,7 +276,7 @@ void compare_models(bool act_order, int group_size) {
   auto b = Checkpoint::open((dir / "gpu").string());
   REQUIRE(a.ok());
   REQUIRE(b.ok());
-  const ModelConfig& c = *config;
+  const ModelConfig& c = m.config;
   const int64_t H = c.hidden_size, I = c.intermediate_size, hd = c.head_dim;
   const int64_t qd = c.num_attention_heads * hd, kvd = c.num_key_value_heads * hd;
   Agreement total;
@@ -387,13 +398,9 @@ TEST_CASE("gptq gpu: held-out errors (mirrored DSYRK, DGEMM) equal the CPU's") {
 
 TEST_CASE("gptq gpu: tiny model, the GPU's quality report agrees with the CPU's") {
   if (!have_gpu()) return;
-  const std::string ckpt = tiny_checkpoint();
-  auto config = read_hf_config(ckpt);
-  REQUIRE(config.ok());
-  auto ck = Checkpoint::open(ckpt);
-  REQUIRE(ck.ok());
+  const TinyModel m = open_tiny_model();
   const auto dir = scratch_dir("gptq_gpu_quality");
-  auto split = split_heldout(tiny_calibration(ckpt));
+  auto split = split_heldout(tiny_calibration(m.dir));
   REQUIRE(split.ok());
   ModelQuantizeOptions o;
   o.settings.threads = 4;
@@ -402,13 +409,13 @@ TEST_CASE("gptq gpu: tiny model, the GPU's quality report agrees with the CPU's"
   std::vector<LinearQuality> cpu, gpu;
   o.quality = &cpu;
   o.out_dir = (dir / "cpu").string();
-  auto a = quantize_model(*config, *ck, o);
+  auto a = quantize_model(m.config, m.ck, o);
   REQUIRE_MESSAGE(a.ok(), a.status().message());
   o.quality = &gpu;
   o.out_dir = (dir / "gpu").string();
-  auto b = gptq::gpu::quantize_model_gpu(*config, *ck, o);
+  auto b = gptq::gpu::quantize_model_gpu(m.config, m.ck, o);
   REQUIRE_MESSAGE(b.ok(), b.status().message());
-  REQUIRE(cpu.size() == size_t(config->num_hidden_layers) * 7);
+  REQUIRE(cpu.size() == size_t(m.config.num_hidden_layers) * 7);
   REQUIRE(gpu.size() == cpu.size());
   for (size_t i = 0; i < cpu.size(); ++i) {
     CAPTURE(cpu[i].layer);
@@ -526,12 +533,8 @@ TEST_CASE("gptq gpu: damping search pieces (row Hessians, forms, column order) e
 
 TEST_CASE("gptq gpu: damping search, tiny model: the GPU chooses as the CPU does") {
   if (!have_gpu()) return;
-  const std::string ckpt = tiny_checkpoint();
-  auto config = read_hf_config(ckpt);
-  REQUIRE(config.ok());
-  auto ck = Checkpoint::open(ckpt);
-  REQUIRE(ck.ok());
-  auto tok = Tokenizer::from_hf_dir(ckpt);
+  const TinyModel m = open_tiny_model();
+  auto tok = Tokenizer::from_hf_dir(m.dir);
   REQUIRE(tok.ok());
   // Sequences of 512 (qwc's): 64 validation tokens in each; one held out for a report.
   auto split =
@@ -552,14 +555,14 @@ TEST_CASE("gptq gpu: damping search, tiny model: the GPU chooses as the CPU does
     o.quality = &cpu_q;
     o.damp_choices = &cpu;
     o.out_dir = (dir / (act ? "cpu_act" : "cpu")).string();
-    auto a = quantize_model(*config, *ck, o);
+    auto a = quantize_model(m.config, m.ck, o);
     REQUIRE_MESSAGE(a.ok(), a.status().message());
     o.quality = &gpu_q;
     o.damp_choices = &gpu;
     o.out_dir = (dir / (act ? "gpu_act" : "gpu")).string();
-    auto b = gptq::gpu::quantize_model_gpu(*config, *ck, o);
+    auto b = gptq::gpu::quantize_model_gpu(m.config, m.ck, o);
     REQUIRE_MESSAGE(b.ok(), b.status().message());
-    REQUIRE(cpu.size() == size_t(config->num_hidden_layers) * 7);
+    REQUIRE(cpu.size() == size_t(m.config.num_hidden_layers) * 7);
     REQUIRE(gpu.size() == cpu.size());
     REQUIRE(gpu_q.size() == cpu.size());
     // Until a choice differs, both backends quantize the same inputs up to fp32 rounding; a
